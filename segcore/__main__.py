@@ -1,0 +1,3 @@
+from segcore.cli import main
+import sys
+sys.exit(main())

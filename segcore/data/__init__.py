@@ -1,0 +1,29 @@
+"""Datasets: CamVid, image/mask folders, synthetic scenes with a known cut-off (and more by name).
+
+``build_dataset(name, root, split)`` opens any of them; see :mod:`segcore.data.base` for the
+contract every dataset keeps.
+"""
+
+from . import builtin as _builtin  # noqa: F401  (registers the built-in datasets)
+from .base import SegmentationDataset, check_label_values, read_image_file, read_label_file
+from .folder import CAMVID_CLASSES, CamVid, ImageMaskFolder
+from .registry import build_dataset, list_datasets, register_dataset
+from .synthetic import SyntheticScenes, band_limited_labels, predicted_stride
+from .transforms import SegmentationTransform
+
+__all__ = [
+    "SegmentationDataset",
+    "SegmentationTransform",
+    "CamVid",
+    "CAMVID_CLASSES",
+    "ImageMaskFolder",
+    "SyntheticScenes",
+    "band_limited_labels",
+    "predicted_stride",
+    "build_dataset",
+    "list_datasets",
+    "register_dataset",
+    "check_label_values",
+    "read_image_file",
+    "read_label_file",
+]
