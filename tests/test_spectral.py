@@ -202,7 +202,7 @@ def test_bad_sizes_are_rejected_before_work():
     with pytest.raises(ValueError, match="strides: sizes must be integers >= 1, got 0"):
         spectral.analyze(ds, strides=(0, 2))
     with pytest.raises(ValueError, match=r"blocks: 21 is larger than a 20x30 label map; valid values are 1..20"):
-        spectral.analyze(ds, blocks=(2, 21))
+        spectral.analyze(ds, strides=(1, 2), blocks=(2, 21))
     with pytest.raises(ValueError, match="tolerance"):
         spectral.analyze(ds, tolerance=1.5)
 
