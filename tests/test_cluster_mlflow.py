@@ -2,8 +2,10 @@
 
 The line that runs scripts/start_mlflow.sh is taken from ``head_start_ray_commands``; only what is
 machine-specific is replaced: a free port, the loopback host, a fresh database on the local
-PostgreSQL (127.0.0.1:5432, created and dropped here) and a temporary artifact directory. A run is
-then logged over HTTP, artifacts included, and read back through the server.
+PostgreSQL (127.0.0.1:5432, created and dropped here), a temporary artifact directory, and one
+uvicorn worker instead of the head's default. Runs are then logged over HTTP, artifacts included,
+with MLflow's client and with segcore's own ``SweepRecorder`` (what trials on workers use), and
+read back through the server.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def fresh_database():
     try:
         admin = psycopg2.connect(connect_timeout=3, **PG)
@@ -73,9 +75,10 @@ def fresh_database():
         admin.close()
 
 
-@pytest.fixture
-def head_mlflow(tmp_path, fresh_database):
-    """Start the server with cluster.yaml's command; stop it (its process group) afterwards."""
+@pytest.fixture(scope="module")
+def head_mlflow(tmp_path_factory, fresh_database):
+    """Start the server with cluster.yaml's command, once for this module; stop it afterwards."""
+    tmp_path = tmp_path_factory.mktemp("head")
     port = free_port()
     state = tmp_path / "state"
     artifacts = tmp_path / "artifacts"
@@ -84,7 +87,8 @@ def head_mlflow(tmp_path, fresh_database):
         start_line("cluster.yaml"),
         {"--host": "127.0.0.1", "--port": str(port), "--backend-store-uri": backend,
          "--artifacts-destination": str(artifacts)},
-    ) + ["--state-dir", str(state), "--advertise", "127.0.0.1", "--wait", "90"]
+    ) + ["--state-dir", str(state), "--advertise", "127.0.0.1", "--wait", "90",
+         "--workers", "1"]  # one uvicorn worker: the CI machine has 2 cores, the head 8
     # The head's PATH holds the venv (setup_node.sh); here, the interpreter running the tests.
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     started = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
@@ -147,6 +151,55 @@ def test_head_mlflow_command_logs_a_run_over_http_with_artifacts(head_mlflow, tm
                         headers={"Host": f"attacker.example:{port}"}, timeout=10)
     assert evil.status_code == 403
 
+
+def test_segcore_recorder_logs_a_sweep_through_the_head_server(head_mlflow):
+    """What trials on GPU workers do: segcore's own writer, over HTTP, artifacts proxied."""
+    import numpy as np
+
+    from segcore.tracking import schema
+    from segcore.tracking.writer import SweepRecorder
+
+    uri = head_mlflow["uri"]
+    recorder = SweepRecorder(uri, "cityscapes-smoke", "sweep-1")
+    parent = recorder.start_sweep({"name": "sweep-1", "epochs": 2})
+    child = recorder.trial_run("trial_0001", {"network": "unet", "grid_stride": 8, "keep": 0.5,
+                                               "block": 4}, node="10.0.0.11")
+    for epoch, miou in enumerate([0.2, 0.3], start=1):
+        recorder.log_epoch("trial_0001", {"miou": miou, "train_loss": 1.0 / epoch}, step=epoch)
+    panel = np.zeros((8, 24, 3), dtype=np.uint8)
+    panel[:, 8:16] = 200
+    recorder.finish_trial("trial_0001", schema.STATUS_COMPLETED, {"miou": 0.3, "gflops": 1.5},
+                          artifacts={schema.ARTIFACT_SAMPLES: panel,
+                                     schema.ARTIFACT_PER_CLASS_IOU: b'{"road": 0.9}'})
+    recorder.end_sweep()
+    assert recorder.close(timeout=60) and recorder.errors == []
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run = client.get_run(child)
+    assert run.data.tags["mlflow.parentRunId"] == parent
+    assert run.data.tags[schema.TAG_STATUS] == schema.STATUS_COMPLETED
+    assert run.data.tags[schema.TAG_NODE] == "10.0.0.11"
+    assert run.data.params["grid_stride"] == "8"
+    assert [m.value for m in client.get_metric_history(child, "miou")][-1] == pytest.approx(0.3)
+    assert {a.path for a in client.list_artifacts(child)} >= {schema.ARTIFACT_SAMPLES,
+                                                              schema.ARTIFACT_PER_CLASS_IOU}
+    png = client.download_artifacts(child, schema.ARTIFACT_SAMPLES)
+    assert Path(png).read_bytes().startswith(b"\x89PNG")
+    assert client.get_run(parent).info.status == "FINISHED"
+
+
+def test_laptop_reads_the_sweep_back_through_the_server(head_mlflow):
+    """README: ``load_trials(..., tracking_uri=<forwarded port>)`` on what the recorder wrote."""
+    analysis = pytest.importorskip("segcore.analysis", reason="segcore.analysis not in this checkout")
+    df = analysis.load_trials("cityscapes-smoke", tracking_uri=head_mlflow["uri"])
+    assert len(df) == 1
+    row = df.iloc[0]
+    assert float(row["miou"]) == pytest.approx(0.3)
+    assert float(row["gflops"]) == pytest.approx(1.5)
+
+
+def test_stop_script_ends_the_head_server(head_mlflow):
+    port = head_mlflow["port"]
     # Stopping (a repeated `ray up` does it first) ends the whole session start_mlflow.sh made.
     pid = int((head_mlflow["state"] / "mlflow.pid").read_text())
     assert len(server_session(pid)) >= 2  # mlflow server + uvicorn (+ its workers)
