@@ -191,6 +191,41 @@ def test_yaml_commands_run_our_scripts_with_options_they_accept(name):
     assert option(argv, "--port") == "5000"
 
 
+def ray_start_words(commands: list[str]) -> list[list[str]]:
+    """The arguments of every ``ray start`` in a list of shell command lines."""
+    out = []
+    for command in commands:
+        for part in re.split(r"[;&|]+", command):
+            words = shlex.split(part)
+            if words[:2] == ["ray", "start"]:
+                out.append(words[2:])
+    return out
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_start_commands_parse_with_rays_and_mlflows_own_cli(name):
+    """A misspelt option of `ray start` or `mlflow server` would only fail on the head."""
+    import click
+    from mlflow.cli import server as mlflow_server_cli
+    from ray.scripts.scripts import start as ray_start_cli
+
+    config = load(name)
+    head = ray_start_words(config["head_start_ray_commands"])
+    workers = ray_start_words(config["worker_start_ray_commands"])
+    assert len(head) == 1 and len(workers) == 1
+    head_params = ray_start_cli.make_context("ray start", list(head[0])).params
+    assert head_params["head"] and head_params["dashboard_host"] == "127.0.0.1"
+    # Without it the head's autoscaler never launches workers (Ray only warns at `ray up`).
+    assert head_params["autoscaling_config"] == "~/ray_bootstrap_config.yaml"
+    worker_params = ray_start_cli.make_context("ray start", list(workers[0])).params
+    assert worker_params["address"] == "$RAY_HEAD_IP:6379" and not worker_params["head"]
+    (argv,) = mlflow_server_argv(config)
+    params = mlflow_server_cli.make_context("mlflow server", argv[2:]).params
+    assert params["serve_artifacts"] and params["allowed_hosts"] == option(argv, "--allowed-hosts")
+    with pytest.raises(click.NoSuchOption):  # the check itself can fail
+        ray_start_cli.make_context("ray start", ["--head", "--dashbord-host=127.0.0.1"])
+
+
 def test_start_script_rejects_unknown_options_and_non_postgres_backends():
     script = str(REPO / "scripts" / "start_mlflow.sh")
     bad = subprocess.run(["bash", script, "--hots", "x"], capture_output=True, text=True)
