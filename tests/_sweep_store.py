@@ -29,6 +29,7 @@ SPECTRUM = {
     "block_oracle_miou": {"hard": [1.0, 0.97, 0.93, 0.85, 0.7, 0.5],
                           "soft": [1.0, 0.98, 0.95, 0.88, 0.74, 0.55]},
     "efficient_grid": {"by_miou": 2, "by_energy": 4},
+    "efficient_block": 2,
 }
 
 
@@ -79,6 +80,8 @@ def write_sweep(tracking_uri: str, experiment: str, trials: list[dict[str, Any]]
                     metrics.append(Metric(key, float(v), stamp + epoch, epoch))
         client.log_batch(rid, metrics=metrics, params=params)
         client.set_tag(rid, schema.TAG_STATUS, t["status"])
+        if t["status"] == schema.STATUS_FAILED:
+            client.set_tag(rid, "segcore.error", "FloatingPointError: non-finite training loss at epoch 1")
         client.set_terminated(rid, "FAILED" if t["status"] == schema.STATUS_FAILED else (
             "KILLED" if t["status"] == schema.STATUS_EARLY_STOPPED else "FINISHED"))
     client.set_terminated(pid, "FINISHED")

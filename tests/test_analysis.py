@@ -19,7 +19,7 @@ STRIDES = [1, 2, 4, 8, 16, 32]
 
 
 def _calibrated_table(params: dict[str, tuple[float, float]], noise: float = 0.002, seed: int = 0):
-    """Networks whose accuracy is c * oracle(s / keep) ** g, with GFLOPs = 5 + 3 keep^2 + 2 / s^2."""
+    """Networks whose accuracy is c * oracle(s / keep) ** g, with GFLOPs = 5 + 40 (keep / s)^2."""
     curves = oracle_curves(SPECTRUM)
     rng = np.random.default_rng(seed)
     rows = []
@@ -29,7 +29,7 @@ def _calibrated_table(params: dict[str, tuple[float, float]], noise: float = 0.0
                 rows.append({"trial_id": f"{net}-{s}-{keep}", "network": net, "grid_stride": s,
                              "keep": keep, "block": 1, "block_mode": "hard",
                              "miou": c * curves.at_stride(s / keep)[()] ** g + rng.normal(0, noise),
-                             "gflops": 5.0 + 3.0 * keep ** 2 + 2.0 / s ** 2,
+                             "gflops": 5.0 + 40.0 * (keep / s) ** 2,
                              "status": "completed", "full_length": True})
     return pd.DataFrame(rows)
 
@@ -52,13 +52,13 @@ def test_calibrated_oracle_parameters_recovered():
         assert fit.accuracy.params["g"] == pytest.approx(g, rel=0.06)
         assert fit.accuracy.r2 > 0.99
         assert fit.accuracy.loo_rmse < 0.005 < fit.candidates[SATURATING].loo_rmse
-        # Cost: 5 + 3 keep^2 + 2 s^-2 exactly, and its LOO error is ~0.
-        assert fit.cost.coefficients == pytest.approx({"1": 5.0, "keep^2": 3.0, "s^-2": 2.0}, abs=1e-6)
+        # Cost: 5 + 40 (keep/s)^2 exactly, and its LOO error is ~0.
+        assert fit.cost.coefficients == pytest.approx({"1": 5.0, "(keep/s)^2": 40.0}, abs=1e-6)
         assert fit.cost.loo_rmse < 1e-6
     pred = model.predict("dan", grid_stride=8, keep=0.5, block=1)
     oracle16 = 0.74  # the oracle at stride 8 / 0.5 = 16
     assert pred["miou"] == pytest.approx(0.45 * oracle16 ** 0.7, abs=0.005)
-    assert pred["gflops"] == pytest.approx(5 + 3 * 0.25 + 2 / 64, abs=1e-6)
+    assert pred["gflops"] == pytest.approx(5 + 40 * (0.5 / 8) ** 2, abs=1e-6)
 
 
 def test_saturating_parameters_recovered_and_chosen_over_oracle():
@@ -85,6 +85,10 @@ def test_block_knob_uses_block_oracle():
     assert fit.kind == CALIBRATED_ORACLE
     assert (fit.params["c"], fit.params["g"]) == pytest.approx((0.5, 1.5), rel=1e-4)
     assert model.predict("dl", 4, 1.0, 8)["miou"] == pytest.approx(0.5 * (0.95 * 0.85) ** 1.5, rel=1e-4)
+    # Block 4 already loses > 1%: the measured efficient block is 1, the spectral one 2.
+    table = model.recommendations()
+    assert table.loc[0, "efficient_block_measured"] == 1
+    assert table.loc[0, "efficient_block_spectral"] == SPECTRUM["efficient_block"]
 
 
 def test_recommendations_and_efficient_grid():

@@ -58,6 +58,7 @@ def test_partial_trials_on_request(store):
     assert set(df.index) == {f"t{i}" for i in range(1, 7)}
     assert df.loc["t4", "status"] == schema.STATUS_EARLY_STOPPED and not df.loc["t4", "full_length"]
     assert df.loc["t5", "status"] == schema.STATUS_FAILED and pd.isna(df.loc["t5", "miou"])
+    assert df.loc["t5", "error"].startswith("FloatingPointError") and pd.isna(df.loc["t1", "error"])
     assert df.loc["t6", "status"] == schema.STATUS_COMPLETED and not df.loc["t6", "full_length"]
     assert df["full_length"].sum() == 3
 

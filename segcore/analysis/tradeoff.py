@@ -13,9 +13,9 @@ Two accuracy models compete for each network, and leave-one-out cross-validation
   (times ``1 / (1 + (b / b0) ** q)`` when the block size varies): flat at fine grids, falling past
   a characteristic stride ``s0`` with steepness ``p``.
 
-Cost: ``gflops = a + b * keep**2 + c * s**-2`` by non-negative least squares — the encoder is fixed,
-the decoder runs on ``keep``-times smaller maps (FLOPs ~ keep^2) and the output head on a grid of
-stride ``s`` (FLOPs ~ 1/s^2); a term is used only when its knob varies in the data.
+Cost: ``gflops = a + b * (keep / s)**2`` by non-negative least squares — the encoder's FLOPs do
+not depend on the knobs, the decoder runs on the stride-``s`` grid truncated to ``keep`` of its
+size per axis (segcore.models), so its FLOPs scale with ``(keep / s)**2``.
 
 The recommended configuration per network is the knee of its measured front (accuracy vs cost)
 and the cheapest configuration within a tolerance of its best; the efficient grid measured (and
@@ -56,6 +56,7 @@ class OracleCurves:
     blocks: np.ndarray | None
     block: dict[str, np.ndarray]
     efficient_grid: dict[str, Any]
+    efficient_block: int | None = None
 
     def at_stride(self, stride: np.ndarray | float) -> np.ndarray:
         return np.interp(np.log2(stride), np.log2(self.strides), self.grid)
@@ -106,6 +107,7 @@ def oracle_curves(spectrum: Mapping[str, Any], variant: str = "soft") -> OracleC
         blocks=None if blocks is None else blocks[border],
         block={k: v[border] for k, v in block.items()},
         efficient_grid=dict(spectrum.get("efficient_grid") or {}),
+        efficient_block=spectrum.get("efficient_block"),
     )
 
 
@@ -287,10 +289,10 @@ def _fit_cost(frame: pd.DataFrame, metric: str) -> tuple[CostFit | None, Callabl
         return None, None
     sub, y = frame[ok], y[ok]
     terms: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {"1": lambda s, k: np.ones_like(s)}
-    if sub["keep"].nunique() >= 2:
-        terms["keep^2"] = lambda s, k: k ** 2
-    if sub["grid_stride"].nunique() >= 2:  # the output head's FLOPs ~ grid cells ~ 1/s^2
-        terms["s^-2"] = lambda s, k: 1.0 / s ** 2
+    # The decoder runs on the grid, truncated to keep * (H/s) x keep * (W/s) maps (segcore.models):
+    # its FLOPs scale with (keep / s)^2; the encoder's do not depend on the knobs.
+    if (sub["keep"] / sub["grid_stride"]).nunique() >= 2:
+        terms["(keep/s)^2"] = lambda s, k: (k / s) ** 2
 
     def design(s: np.ndarray, k: np.ndarray) -> np.ndarray:
         return np.stack([f(s, k) for f in terms.values()], axis=1)
@@ -327,6 +329,7 @@ class TradeoffModel:
             efficient grid (the spectral analysis' default is 0.01 of the dense score).
         spectral_efficient_grid: the efficient grid predicted from labels alone
             (``{"by_miou": s, "by_energy": s}``), or empty without a spectrum.
+        spectral_efficient_block: the coarsest block annotation the spectral analysis accepts.
     """
 
     networks: dict[str, NetworkFit]
@@ -334,6 +337,7 @@ class TradeoffModel:
     cost_metric: str = "gflops"
     tolerance: float = 0.01
     spectral_efficient_grid: dict[str, Any] = field(default_factory=dict)
+    spectral_efficient_block: int | None = None
     _curves: OracleCurves | None = field(default=None, repr=False)
     _thetas: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _costs: dict[str, Callable] = field(default_factory=dict, repr=False)
@@ -422,6 +426,9 @@ class TradeoffModel:
                 "efficient_grid_fitted": rec.get("efficient_grid_fitted"),
                 "efficient_grid_spectral": self.spectral_efficient_grid.get("by_miou"),
                 "efficient_grid_spectral_energy": self.spectral_efficient_grid.get("by_energy"),
+                "knee_grid_stride": (rec.get("knee") or {}).get("grid_stride"),
+                "efficient_block_measured": rec.get("efficient_block_measured"),
+                "efficient_block_spectral": self.spectral_efficient_block,
             })
         return pd.DataFrame(rows)
 
@@ -430,6 +437,7 @@ class TradeoffModel:
         return {
             "metric": self.metric, "cost_metric": self.cost_metric, "tolerance": self.tolerance,
             "spectral_efficient_grid": self.spectral_efficient_grid,
+            "spectral_efficient_block": self.spectral_efficient_block,
             "networks": {name: _jsonable(asdict(fit)) for name, fit in sorted(self.networks.items())},
         }
 
@@ -512,6 +520,11 @@ def _recommend(sub: pd.DataFrame, metric: str, cost_metric: str, tolerance: floa
     grid = grid[(grid >= per_stride.index.min()) & (grid <= per_stride.index.max())]
     pred = model.predict_many(network, grid, np.ones_like(grid), np.ones_like(grid))[metric]
     rec["efficient_grid_fitted"] = int(grid[pred >= (1.0 - tolerance) * pred.max()].max())
+    # Efficient block: the coarsest annotation block within the tolerance of the best block's.
+    rec["efficient_block_measured"] = None
+    if sub["block"].nunique() >= 2:
+        per_block = sub.groupby("block")[metric].max()
+        rec["efficient_block_measured"] = int(per_block[per_block >= (1.0 - tolerance) * per_block.max()].index.max())
     return rec
 
 
@@ -563,7 +576,8 @@ def fit_tradeoff(
                          f"({len(df)} rows given)")
     curves = oracle_curves(spectrum, oracle_variant) if spectrum else None
     model = TradeoffModel({}, metric, cost_metric, tolerance,
-                          dict(curves.efficient_grid) if curves else {}, curves)
+                          dict(curves.efficient_grid) if curves else {},
+                          curves.efficient_block if curves else None, curves)
     strides = curves.strides if curves is not None else np.array([], float)
     for network, sub in data.groupby("network", sort=True):
         x = model._features(sub["grid_stride"].to_numpy(float), sub["keep"].to_numpy(float),

@@ -188,6 +188,7 @@ def runs_frame(runs: Iterable[Run]) -> pd.DataFrame:
             "network": tags.get(schema.TAG_NETWORK) or data.params.get("network"),
             "status": _status(run),
             "node": tags.get(schema.TAG_NODE),
+            "error": tags.get(getattr(schema, "TAG_ERROR", "segcore.error")),
             "run_status": run.info.status,
             "parent_run_id": tags.get("mlflow.parentRunId"),
             "start_time": run.info.start_time,
@@ -209,7 +210,7 @@ def runs_frame(runs: Iterable[Run]) -> pd.DataFrame:
 
 
 def _finish_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    for col in ("run_id", "trial_id", "sweep", "status", "node", "run_status", "parent_run_id"):
+    for col in ("run_id", "trial_id", "sweep", "status", "node", "error", "run_status", "parent_run_id"):
         if col not in frame.columns:
             frame[col] = pd.Series(dtype="string")
         frame[col] = frame[col].astype("string")
