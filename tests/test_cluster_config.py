@@ -189,6 +189,10 @@ def test_yaml_commands_run_our_scripts_with_options_they_accept(name):
     assert "--serve-artifacts" in argv and option(argv, "--artifacts-destination")
     assert option(argv, "--backend-store-uri").startswith("postgresql+psycopg2://")
     assert option(argv, "--port") == "5000"
+    # MLflow's database is the one setup_head.sh creates.
+    db = called["setup_head.sh"][called["setup_head.sh"].index("--db") + 1]
+    assert re.fullmatch(rf"postgresql\+psycopg2:///{db}\?host=/var/run/postgresql",
+                        option(argv, "--backend-store-uri"))
 
 
 def ray_start_words(commands: list[str]) -> list[list[str]]:

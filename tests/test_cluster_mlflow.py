@@ -2,8 +2,10 @@
 
 The line that runs scripts/start_mlflow.sh is taken from ``head_start_ray_commands``; only what is
 machine-specific is replaced: a free port, the loopback host, a fresh database on the local
-PostgreSQL (127.0.0.1:5432, created and dropped here), a temporary artifact directory, and one
-uvicorn worker instead of the head's default. Runs are then logged over HTTP, artifacts included,
+PostgreSQL (made by the YAML's own head_setup_commands line, scripts/setup_head.sh, with a new
+database name, and dropped here), a temporary artifact directory, and one uvicorn worker instead of
+the head's default. The backend store URI is the YAML's (Unix socket, no password) but for the
+database name. Runs are then logged over HTTP, artifacts included,
 with MLflow's client and with segcore's own ``SweepRecorder`` (what trials on workers use), and
 read back through the server.
 """
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -28,23 +31,31 @@ pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[1]
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres"}
-START = "~/segcore/scripts/start_mlflow.sh"
 
 
-def start_line(config_name: str) -> list[str]:
-    """The start_mlflow.sh command of the YAML's head start commands, split like bash would."""
+def yaml_line(config_name: str, key: str, script: str) -> list[str]:
+    """The command of ``key`` in the YAML that runs ``~/segcore/scripts/<script>``, split like bash."""
     config = yaml.safe_load((REPO / config_name).read_text())
-    (line,) = [c for c in config["head_start_ray_commands"] if START in c]
+    (line,) = [c for c in config[key] if f"~/segcore/scripts/{script}" in c]
     return shlex.split(line)
 
 
 def substitute(words: list[str], values: dict[str, str]) -> list[str]:
-    """Replace the values of the given ``--options``; every one must be in the line."""
-    out = [str(REPO / "scripts" / "start_mlflow.sh") if w == START else w for w in words]
+    """The script's path in this checkout, and new values for the given ``--options`` (each must
+    be in the line)."""
+    out = [str(REPO / w[len("~/segcore/"):]) if w.startswith("~/segcore/scripts/") else w for w in words]
     for name, value in values.items():
-        assert name in out, f"{name} not in the YAML's start command: {words}"
+        assert name in out, f"{name} not in the YAML's command: {words}"
         out[out.index(name) + 1] = value
     return out
+
+
+def with_database(uri: str, name: str) -> str:
+    """``uri`` naming database ``name`` instead (socket, user and options kept)."""
+    head, sep, query = uri.partition("?")
+    scheme_and_host = head.rsplit("/", 1)[0]  # "postgresql+psycopg2://" (socket) or "...//host"
+    assert urlsplit(uri).path.count("/") == 1, uri
+    return f"{scheme_and_host}/{name}{sep}{query}"
 
 
 def server_session(sid: int) -> list[str]:
@@ -58,16 +69,21 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def fresh_database():
+def head_database():
+    """A fresh database made by the head's setup line (scripts/setup_head.sh), dropped after."""
     try:
         admin = psycopg2.connect(connect_timeout=3, **PG)
     except psycopg2.OperationalError as exc:
         pytest.skip(f"no PostgreSQL at {PG['host']}:{PG['port']} ({exc})")
     admin.autocommit = True
+    if os.geteuid() != 0 and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode:
+        admin.close()
+        pytest.skip("scripts/setup_head.sh needs root or passwordless sudo (as on cluster nodes)")
     name = f"segcore_test_{uuid.uuid4().hex[:12]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
+    argv = substitute(yaml_line("cluster.yaml", "head_setup_commands", "setup_head.sh"), {"--db": name})
     try:
+        made = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        assert made.returncode == 0, f"{argv} failed:\n{made.stdout}\n{made.stderr}"
         yield name
     finally:
         with admin.cursor() as cur:
@@ -76,15 +92,20 @@ def fresh_database():
 
 
 @pytest.fixture(scope="module")
-def head_mlflow(tmp_path_factory, fresh_database):
-    """Start the server with cluster.yaml's command, once for this module; stop it afterwards."""
+def head_mlflow(tmp_path_factory, head_database):
+    """Start the server with cluster.yaml's command, once for this module; stop it afterwards.
+
+    The backend store URI is the YAML's own (Unix socket, peer authentication, no password) with
+    only the database name replaced.
+    """
     tmp_path = tmp_path_factory.mktemp("head")
     port = free_port()
     state = tmp_path / "state"
     artifacts = tmp_path / "artifacts"
-    backend = f"postgresql+psycopg2://postgres@127.0.0.1:5432/{fresh_database}"
+    words = yaml_line("cluster.yaml", "head_start_ray_commands", "start_mlflow.sh")
+    backend = with_database(words[words.index("--backend-store-uri") + 1], head_database)
     argv = substitute(
-        start_line("cluster.yaml"),
+        words,
         {"--host": "127.0.0.1", "--port": str(port), "--backend-store-uri": backend,
          "--artifacts-destination": str(artifacts)},
     ) + ["--state-dir", str(state), "--advertise", "127.0.0.1", "--wait", "90",
@@ -94,7 +115,7 @@ def head_mlflow(tmp_path_factory, fresh_database):
     started = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     try:
         assert started.returncode == 0, f"start failed:\n{started.stdout}\n{started.stderr}"
-        yield {"uri": f"http://127.0.0.1:{port}", "port": port, "db": fresh_database,
+        yield {"uri": f"http://127.0.0.1:{port}", "port": port, "db": head_database,
                "artifacts": artifacts, "state": state}
     finally:
         subprocess.run(["bash", str(REPO / "scripts" / "stop_mlflow.sh"), "--state-dir", str(state)],
