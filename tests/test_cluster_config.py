@@ -137,8 +137,12 @@ def test_aws_config_has_cpu_head_and_autoscaling_gpu_workers():
 
 
 def test_onprem_config_becomes_one_local_node_type_over_the_given_ips():
+    from ray.autoscaler._private.commands import _bootstrap_config
+
     raw = load("cluster-onprem.yaml")
-    config = prepared("cluster-onprem.yaml")
+    # For the local provider, all that `ray up` does before its first SSH connection is offline:
+    # preparation, validation and the provider's bootstrap.
+    config = _bootstrap_config(copy.deepcopy(raw), no_config_cache=True)
     assert list(config["available_node_types"]) == ["local.cluster.node"]
     node = config["available_node_types"]["local.cluster.node"]
     assert node["max_workers"] == min(raw["max_workers"], len(raw["provider"]["worker_ips"]))
