@@ -1,17 +1,15 @@
-"""Build small MLflow stores in the layout of contract 3 (COMMON.md), for the analysis tests.
+"""Build small MLflow stores for the analysis tests, written by ``segcore.tracking.writer``.
 
-A parent run tagged ``segcore.role=sweep`` (with ``spectrum/spectrum.json``), one child run per
-trial nested through ``mlflow.parentRunId``, tagged ``segcore.role=trial``, ``segcore.status``,
-``segcore.network``, ``segcore.node``; every knob and config field as a string param; metrics per
-epoch (step = epoch) and the final values under the same keys.
+Contract 3 (COMMON.md): a parent run tagged ``segcore.role=sweep`` (with
+``spectrum/spectrum.json``), one child run per trial nested through ``mlflow.parentRunId``, tagged
+``segcore.role=trial``, ``segcore.status``, ``segcore.network``, ``segcore.node``; every knob and
+config field as a string param; metrics per epoch (step = epoch), final values under the same keys.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -48,44 +46,30 @@ def trial(trial_id: str, network: str, grid_stride: int, miou: float | None, gfl
 
 def write_sweep(tracking_uri: str, experiment: str, trials: list[dict[str, Any]], *,
                 sweep: str = "sweep-1", spectrum: dict | None = SPECTRUM) -> str:
-    """Write one sweep with MlflowClient; returns the parent run id."""
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param
+    """Record one sweep through the tracking room's :class:`SweepRecorder` (the writer of
+    contract 3), so the reader is tested against what a real sweep writes. Returns the parent run id.
+    """
+    from segcore.tracking.writer import SweepRecorder
 
-    client = MlflowClient(tracking_uri=tracking_uri)
-    exp = client.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
-    parent = client.create_run(exp_id, run_name=sweep, tags={
-        schema.TAG_ROLE: schema.ROLE_SWEEP, schema.TAG_SWEEP: sweep})
-    pid = parent.info.run_id
-    if spectrum is not None:
-        client.log_text(pid, json.dumps(spectrum), schema.ARTIFACT_SPECTRUM_JSON)
+    recorder = SweepRecorder(tracking_uri, experiment, sweep)
+    recorder.start_sweep({"name": sweep, "experiment": experiment, "num_samples": len(trials)},
+                         spectrum=spectrum)
     for t in trials:
-        cfg = t["config"]
-        run = client.create_run(exp_id, run_name=t["trial_id"], tags={
-            "mlflow.parentRunId": pid, schema.TAG_ROLE: schema.ROLE_TRIAL, schema.TAG_SWEEP: sweep,
-            schema.TAG_TRIAL_ID: t["trial_id"], schema.TAG_NETWORK: cfg["network"],
-            schema.TAG_NODE: t["node"]})
-        rid = run.info.run_id
-        stamp = int(time.time() * 1000)
-        params = [Param(key, str(value)) for key, value in cfg.items()]
-        metrics = []
+        recorder.trial_run(t["trial_id"], t["config"], node=t["node"])
         final = t["metrics"]
         if final is not None:
             for epoch in range(1, t["epochs_run"] + 1):
                 # Earlier epochs score lower, so a reader that took the first step would be wrong.
                 scale = epoch / t["epochs_run"]
-                for key, value in {**final, schema.METRIC_EPOCH: epoch}.items():
-                    v = value * scale if key in ("miou", "pixel_accuracy") else value
-                    metrics.append(Metric(key, float(v), stamp + epoch, epoch))
-        client.log_batch(rid, metrics=metrics, params=params)
-        client.set_tag(rid, schema.TAG_STATUS, t["status"])
-        if t["status"] == schema.STATUS_FAILED:
-            client.set_tag(rid, "segcore.error", "FloatingPointError: non-finite training loss at epoch 1")
-        client.set_terminated(rid, "FAILED" if t["status"] == schema.STATUS_FAILED else (
-            "KILLED" if t["status"] == schema.STATUS_EARLY_STOPPED else "FINISHED"))
-    client.set_terminated(pid, "FINISHED")
-    return pid
+                metrics = {k: v * scale if k in ("miou", "pixel_accuracy") else v for k, v in final.items()}
+                recorder.log_epoch(t["trial_id"], {**metrics, schema.METRIC_EPOCH: epoch}, step=epoch)
+        error = ("FloatingPointError: non-finite training loss at epoch 1"
+                 if t["status"] == schema.STATUS_FAILED else None)
+        recorder.finish_trial(t["trial_id"], t["status"], metrics=final, error=error)
+    recorder.end_sweep()
+    if not recorder.close(timeout=120) or recorder.errors:
+        raise RuntimeError(f"SweepRecorder did not write everything: {recorder.errors}")
+    return recorder.parent_run_id
 
 
 _TEMPLATE: Path | None = None

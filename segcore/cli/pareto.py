@@ -8,19 +8,25 @@ COMMAND = "pareto"
 ORDER = 50
 
 
+def add_source_arguments(p: argparse.ArgumentParser) -> None:
+    """EXPERIMENT, --tracking-uri, --sweep and --objective: what to read and what to optimise
+    (shared with ``segcore report``)."""
+    p.add_argument("experiment", metavar="EXPERIMENT", help="MLflow experiment name (or id)")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p.add_argument("--sweep", default=None, help="only the trials of this sweep name")
+    p.add_argument("--objective", action="append", default=None, metavar="COLUMN:max|min",
+                   help="objective (repeat for several); default miou:max gflops:min")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         COMMAND, help="Pareto front of a sweep (accuracy vs cost) from MLflow",
         description="Read a sweep's trials from MLflow and print its Pareto front and hypervolume. "
         "Only completed, full-length trials enter the front unless --include-partial is given.",
     )
-    p.add_argument("experiment", metavar="EXPERIMENT", help="MLflow experiment name (or id)")
-    p.add_argument("--tracking-uri", default=None,
-                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
-    p.add_argument("--sweep", default=None, help="only the trials of this sweep name")
+    add_source_arguments(p)
     p.add_argument("--by", default=None, metavar="COLUMN", help="one front per value, e.g. --by network")
-    p.add_argument("--objective", action="append", default=None, metavar="COLUMN:max|min",
-                   help="objective (repeat for several); default miou:max gflops:min")
     p.add_argument("--reference", action="append", default=None, metavar="COLUMN=VALUE",
                    help="hypervolume reference value (default: each objective's worst, plus 10%% of its range)")
     p.add_argument("--include-partial", action="store_true",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from segcore.cli.pareto import add_source_arguments
+
 COMMAND = "report"
 ORDER = 55
 
@@ -16,13 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "efficient grid with the spectral prediction, and write report.html (+ JSON, CSV, PNGs) "
         "to DIR and under report/ of the sweep's parent run in MLflow.",
     )
-    p.add_argument("experiment", metavar="EXPERIMENT", help="MLflow experiment name (or id)")
+    add_source_arguments(p)
     p.add_argument("--out", required=True, metavar="DIR", help="directory for the report files")
-    p.add_argument("--tracking-uri", default=None,
-                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
-    p.add_argument("--sweep", default=None, help="only the trials of this sweep name")
-    p.add_argument("--objective", action="append", default=None, metavar="COLUMN:max|min",
-                   help="objective (repeat for several); default miou:max gflops:min")
     p.add_argument("--tolerance", type=float, default=0.01,
                    help="relative accuracy loss accepted for the efficient configuration (default 0.01)")
     p.add_argument("--no-log", action="store_true", help="do not log the report to MLflow")

@@ -188,7 +188,7 @@ def runs_frame(runs: Iterable[Run]) -> pd.DataFrame:
             "network": tags.get(schema.TAG_NETWORK) or data.params.get("network"),
             "status": _status(run),
             "node": tags.get(schema.TAG_NODE),
-            "error": tags.get(getattr(schema, "TAG_ERROR", "segcore.error")),
+            "error": tags.get(schema.TAG_ERROR),
             "run_status": run.info.status,
             "parent_run_id": tags.get("mlflow.parentRunId"),
             "start_time": run.info.start_time,
