@@ -1,0 +1,173 @@
+"""The sweep spec: a catalogue of bad specs, each rejected (before Ray starts) naming its field."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from segcore.config.sweep import SweepSpecError, load_sweep_spec
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def good() -> dict:
+    return {
+        "name": "t",
+        "dataset": {"name": "synthetic", "options": {"num_samples": 4, "size": [32, 32]}},
+        "networks": ["unet_tiny"],
+        "space": {"grid_stride": [2, 4], "keep": {"low": 0.5, "high": 1.0}, "block": [1, 2]},
+        "objectives": {"miou": "max", "gflops": "min"},
+        "epochs": 2,
+    }
+
+
+def with_(path: str, value, base: dict | None = None) -> dict:
+    spec = copy.deepcopy(base or good())
+    *parents, last = path.split(".")
+    node = spec
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[last] = value
+    return spec
+
+
+# (case id, spec, field named in the message, a fragment of the message)
+CATALOGUE = [
+    ("unknown top-level key", with_("epoch", 3), "epoch", "valid fields: name, dataset"),
+    ("missing name", {k: v for k, v in good().items() if k != "name"}, "name", "Field required"),
+    ("no networks", with_("networks", []), "networks", "at least 1"),
+    ("keep above 1", with_("space.keep", [0.5, 1.5]), "space.keep[1]", "1.5"),
+    ("keep range low 0", with_("space.keep", {"low": 0.0, "high": 1.0}), "space.keep.low", "greater than 0"),
+    ("grid stride 0", with_("space.grid_stride", [0, 2]), "space.grid_stride[0]", "greater than or equal to 1"),
+    ("block not int", with_("space.block", {"low": 1, "high": 8, "step": 0.5}), "space.block.step", "whole number"),
+    ("unknown knob", with_("space.stride", [2]), "space.stride", "valid knobs: backbone, grid_stride"),
+    ("range of a categorical", with_("space.truncation", {"low": 0, "high": 1}), "space.truncation", "fft, resize"),
+    ("bad truncation", with_("space.truncation", ["fft", "dct"]), "space.truncation[1]", "'fft' or 'resize'"),
+    ("empty choices", with_("space.block_mode", []), "space.block_mode", "at least one value"),
+    ("low >= high", with_("space.lr", {"low": 0.1, "high": 0.01}), "space.lr", "low must be < high"),
+    ("network in space", with_("space.network", ["unet_tiny"]), "space.network", "`networks`"),
+    ("unknown objective", with_("objectives", {"iou": "max"}), "objectives.iou", "valid metrics: miou"),
+    ("bad objective mode", with_("objectives", {"miou": "maximise"}), "objectives.miou", "'max' or 'min'"),
+    ("unknown algorithm", with_("search.algorithm", "bayes"), "search.algorithm", "'optuna', 'grid' or 'random'"),
+    ("unknown sampler", with_("search.sampler", "cmaes"), "search.sampler", "'nsga2' or 'tpe'"),
+    ("sampler with grid", with_("search", {"algorithm": "grid", "sampler": "tpe"}), "search.sampler", "only used by"),
+    ("grid over a continuous range", with_("search.algorithm", "grid"), "space.keep", "needs a list or a range with `step`"),
+    ("asha unknown metric", with_("asha", {"metric": "accuracy"}), "asha.metric", "valid metrics"),
+    ("asha grace >= epochs", with_("asha", {"grace_period": 2}), "asha.grace_period", "< epochs (2)"),
+    ("gpu 1.5", with_("resources.gpu", 1.5), "resources.gpu", "whole GPUs"),
+    ("negative gpu", with_("resources.gpu", -0.5), "resources.gpu", "greater than or equal to 0"),
+    ("zero cpu", with_("resources.cpu", 0), "resources.cpu", "greater than 0"),
+    ("zero concurrency", with_("max_concurrent", 0), "max_concurrent", "greater than or equal to 1"),
+    ("zero epochs", with_("epochs", 0), "epochs", "greater than or equal to 1"),
+    ("file tracking store", with_("tracking_uri", "file:///tmp/mlruns"), "tracking_uri", "sqlite:///mlflow.db"),
+    ("unknown dataset", with_("dataset.name", "kitti"), "dataset.name", "valid datasets: "),
+    ("missing dataset root", with_("dataset", {"name": "camvid", "root": "/nonexistent/camvid"}), "dataset.root", "does not exist"),
+    ("bad dataset option", with_("dataset.options", {"cutoff": 2.0}), "dataset.options", "cutoff"),
+    ("epochs in train", with_("train", {"epochs": 3}), "train.epochs", "set epochs in `epochs`"),
+    ("unknown train field", with_("train", {"batchsize": 3}), "train.batchsize", "batch_size"),
+    ("train and space both", with_("train", {"keep": 0.5}), "train.keep", "set it in one place"),
+    ("bad name", with_("name", "my sweep/1"), "name", "letters, digits"),
+]
+
+
+@pytest.mark.parametrize("case,spec,field,fragment", CATALOGUE, ids=[c[0] for c in CATALOGUE])
+def test_bad_spec_is_rejected_naming_the_field(case, spec, field, fragment):
+    with pytest.raises(SweepSpecError) as info:
+        load_sweep_spec(spec)
+    fields = [f for f, _ in info.value.errors]
+    assert field in fields, f"{case}: expected {field!r} among {fields}\n{info.value}"
+    message = dict(info.value.errors)[field]
+    assert fragment in message, f"{case}: {fragment!r} not in {message!r}"
+    assert f"  {field}: " in str(info.value)
+
+
+def test_unknown_network_lists_the_registered_ones():
+    models = pytest.importorskip("segcore.models", reason="segcore.models not in this checkout")
+    with pytest.raises(SweepSpecError) as info:
+        load_sweep_spec(with_("networks", ["unet_tiny", "resnet"]))
+    message = dict(info.value.errors)["networks[1]"]
+    assert "unknown network 'resnet'" in message
+    for name in models.list_models():
+        assert name in message
+
+
+def test_every_problem_is_reported_at_once():
+    spec = with_("epochs", 5, with_("objectives", {"iou": "max"}, with_("space.stride", [1])))
+    with pytest.raises(SweepSpecError) as info:
+        load_sweep_spec(spec)
+    assert {"objectives.iou", "space.stride"} <= {f for f, _ in info.value.errors}
+
+
+def test_yaml_errors_name_the_file_and_field(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(with_("space.keep", [0.5, 2])))
+    with pytest.raises(SweepSpecError) as info:
+        load_sweep_spec(path)
+    assert str(path) in str(info.value) and "space.keep[1]" in str(info.value)
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(SweepSpecError, match="not valid YAML"):
+        load_sweep_spec(path)
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        load_sweep_spec(tmp_path / "missing.yaml")
+
+
+def test_good_spec_resolves_space_defaults_and_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = load_sweep_spec(with_("search", {"algorithm": "optuna"}))
+    assert spec.sampler == "nsga2"  # two objectives
+    assert spec.tracking_uri == f"sqlite:///{tmp_path}/mlflow.db"  # absolute: workers run elsewhere
+    assert spec.storage_path == str(tmp_path / "ray_results")
+    assert spec.experiment_name == "t"
+    knobs = spec.searched_knobs()
+    assert set(knobs) == {"grid_stride", "keep", "block"}  # one network: not searched
+    assert knobs["keep"].kind == "float" and knobs["block"].kind == "choice"
+    base = spec.base_config()
+    assert base["network"] == "unet_tiny" and base["epochs"] == 2 and base["dataset"] == "synthetic"
+    assert spec.space_size() is None  # keep is continuous
+
+
+def test_grid_enumerates_every_combination_times_num_samples():
+    spec = load_sweep_spec(
+        with_(
+            "search",
+            {"algorithm": "grid"},
+            with_("space.keep", {"low": 0.25, "high": 1.0, "step": 0.25}, with_("num_samples", 2)),
+        )
+    )
+    grid = spec.grid()
+    assert len(grid) == 2 * 4 * 2 and spec.num_trials() == 32
+    assert sorted({g["keep"] for g in grid}) == [0.25, 0.5, 0.75, 1.0]
+    assert spec.space_size() == 16
+
+
+def test_optuna_dedupe_caps_trials_at_a_small_space():
+    spec = load_sweep_spec(with_("space.keep", [0.5, 1.0], with_("num_samples", 50)))
+    assert spec.space_size() == 8 and spec.num_trials() == 8
+
+
+@pytest.mark.parametrize("name", ["demo", "camvid", "cityscapes"])
+def test_shipped_sweeps_load(name, monkeypatch):
+    from segcore.data import list_datasets
+
+    raw = yaml.safe_load((REPO / "sweeps" / f"{name}.yaml").read_text())
+    if raw["dataset"]["name"] not in list_datasets():
+        pytest.skip(f"dataset {raw['dataset']['name']!r} is not registered in this checkout")
+    monkeypatch.chdir(REPO)
+    spec = load_sweep_spec(REPO / "sweeps" / f"{name}.yaml", check_paths=name == "demo")
+    assert len(spec.networks) == 3 and spec.num_trials() >= 1
+    if name == "cityscapes":
+        assert 0 < spec.resources.gpu <= 1
+
+
+def test_loading_a_spec_imports_neither_ray_nor_mlflow():
+    code = (
+        "import sys; from segcore.config.sweep import load_sweep_spec; "
+        f"load_sweep_spec({good()!r}); print(sorted(m for m in ('ray', 'mlflow', 'optuna') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]"
