@@ -33,6 +33,12 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
+# file_mounts syncs "." -- the directory `ray up` was run from -- to ~/segcore.
+if ! grep -qs '^name = "segcore"' "$repo/pyproject.toml"; then
+    echo "setup_node.sh: $repo holds no segcore checkout: run \`ray up\` from the repository root" >&2
+    exit 1
+fi
+
 # The launcher logs in as a sudoer; as root no sudo is needed.
 as_root() { if [[ "$(id -u)" == 0 ]]; then "$@"; else sudo -n "$@"; fi; }
 apt_install() {

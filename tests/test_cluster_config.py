@@ -137,8 +137,12 @@ def test_aws_config_has_cpu_head_and_autoscaling_gpu_workers():
 
 
 def test_onprem_config_becomes_one_local_node_type_over_the_given_ips():
+    from ray.autoscaler._private.commands import _bootstrap_config
+
     raw = load("cluster-onprem.yaml")
-    config = prepared("cluster-onprem.yaml")
+    # For the local provider, all that `ray up` does before its first SSH connection is offline:
+    # preparation, validation and the provider's bootstrap.
+    config = _bootstrap_config(copy.deepcopy(raw), no_config_cache=True)
     assert list(config["available_node_types"]) == ["local.cluster.node"]
     node = config["available_node_types"]["local.cluster.node"]
     assert node["max_workers"] == min(raw["max_workers"], len(raw["provider"]["worker_ips"]))
@@ -345,3 +349,27 @@ def test_cluster_provides_the_paths_the_cityscapes_sweep_names(name):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_setup_node_refuses_bad_input_before_changing_anything(tmp_path):
+    script = REPO / "scripts" / "setup_node.sh"
+
+    def run(*args, script=script):
+        return subprocess.run(["bash", str(script), *args], capture_output=True, text=True, timeout=30)
+
+    bad = run("--data-dir", "/data")
+    assert bad.returncode == 2 and "unknown option '--data-dir'" in bad.stderr
+    bad = run("--nfs", "fs-0abc.efs.us-west-2.amazonaws.com:/data")
+    assert bad.returncode == 2 and "--nfs takes DIR=SOURCE" in bad.stderr
+    # `ray up` run from another directory syncs that directory to ~/segcore instead.
+    (tmp_path / "scripts").mkdir()
+    elsewhere = tmp_path / "scripts" / "setup_node.sh"
+    elsewhere.write_text(script.read_text())
+    bad = run(script=elsewhere)
+    assert bad.returncode == 1 and "run `ray up` from the repository root" in bad.stderr
+    old = tmp_path / "python3.9"
+    old.write_text('#!/bin/sh\n[ "$1" = -V ] && echo "Python 3.9.18"\nexit 1\n')
+    old.chmod(0o755)
+    bad = run("--python", str(old), "--venv", str(tmp_path / "venv"))
+    assert bad.returncode == 1 and "needs Python >= 3.10" in bad.stderr
+    assert not (tmp_path / "venv").exists()

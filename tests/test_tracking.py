@@ -233,11 +233,14 @@ def test_writers_in_two_processes_share_runs(sqlite_uri):
     driver = SweepRecorder(sqlite_uri, "unit", "sweep-w")
     parent = driver.start_sweep(SPEC)
     worker = pickle.loads(pickle.dumps(driver))
-    run_id = worker.trial_run("w1", {**CONFIG, "device": "cpu"}, node="worker-node")
+    assert worker.parent_run_id == parent  # resolved ids travel with the pickle
+    assert worker.trial_run("w1", {**CONFIG, "device": "cpu"}, node="worker-node",
+                            wait=False) == ""
     for epoch in (1, 2):
         worker.log_epoch("w1", {"epoch": epoch, "miou": 0.1 * epoch}, step=epoch)
     assert worker.flush(30) and worker.errors == []
-    assert worker.parent_run_id == parent
+    run_id = worker.trial_run("w1", {**CONFIG, "device": "cpu"})
+    assert worker.flush(30)
     callback = SweepRecorder(sqlite_uri, "unit", "sweep-w")
     callback.finish_trial("w1", schema.STATUS_EARLY_STOPPED,
                           {"epoch": 2, "miou": 0.2, "training_iteration": 2})

@@ -16,7 +16,7 @@ import pandas as pd
 from segcore.analysis.pareto import parse_objectives, pareto_front
 from segcore.analysis.tradeoff import TradeoffModel, oracle_curves
 
-__all__ = ["network_colours", "plot_accuracy_vs_stride", "plot_front", "plot_measured_vs_predicted"]
+__all__ = ["front_pair", "network_colours", "plot_accuracy_vs_stride", "plot_front", "plot_measured_vs_predicted"]
 
 
 def _figure(width: float = 6.4, height: float = 4.4):
@@ -43,6 +43,20 @@ def network_colours(networks) -> dict[str, tuple]:
     return {name: cmap(i % 10) for i, name in enumerate(sorted(map(str, set(networks))))}
 
 
+def front_pair(objectives: Mapping[str, str]) -> dict[str, str]:
+    """The two objectives a front figure shows: miou vs gflops when both are objectives, else
+    the first two.
+
+    Raises:
+        ValueError: fewer than two objectives.
+    """
+    if len(objectives) < 2:
+        raise ValueError(f"a front figure needs two objectives, got {len(objectives)}: {', '.join(objectives)}")
+    if "miou" in objectives and "gflops" in objectives:
+        return {"miou": objectives["miou"], "gflops": objectives["gflops"]}
+    return dict(list(objectives.items())[:2])
+
+
 def plot_front(df: pd.DataFrame, path: str | os.PathLike,
                objectives: Mapping[str, str] | None = None, by: str | None = "network") -> Path:
     """Accuracy against cost for every trial, each network's front joined by a step line.
@@ -50,12 +64,11 @@ def plot_front(df: pd.DataFrame, path: str | os.PathLike,
     Args:
         df: trial table.
         path: PNG to write.
-        objectives: two objectives ``{y_column: dir, x_column: dir}``; default miou vs gflops.
+        objectives: ``{y_column: dir, x_column: dir, ...}``; default miou vs gflops. With more than
+            two, miou vs gflops when both are there, else the first two (see :func:`front_pair`).
         by: the column that colours the points and splits the fronts (None: one front).
     """
-    objectives = parse_objectives(objectives)
-    if len(objectives) != 2:
-        raise ValueError(f"plot_front draws two objectives, got {len(objectives)}: {', '.join(objectives)}")
+    objectives = front_pair(parse_objectives(objectives))
     (ycol, _), (xcol, _) = objectives.items()
     groups = df[by].astype(str) if by else pd.Series("all", index=df.index)
     colours = network_colours(groups.unique())

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from segcore.analysis import parse_objectives
     from segcore.analysis.report import format_table, report_experiment
 
-    objectives = parse_objectives(args.objective)
+    objectives = parse_objectives(args.objective) if args.objective else None
     print(f"reading {args.experiment} ...", flush=True)
     report, files, run_id = report_experiment(
         args.experiment, args.out, args.tracking_uri, sweep=args.sweep, objectives=objectives,

@@ -275,11 +275,16 @@ class SweepRecorder:
     def __getstate__(self) -> dict[str, Any]:
         keys = ("tracking_uri", "experiment", "sweep_name", "retry_initial_s", "retry_max_s",
                 "sync_timeout_s", "flush_at_exit_s")
-        return {k: getattr(self, k) for k in keys}
+        state = {k: getattr(self, k) for k in keys}
+        # Ids already resolved travel too: the copy skips those look-ups.
+        state["ids"] = (self._experiment_id, self._parent_run_id)
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        ids = state.pop("ids", (None, None))
         self.__dict__.update(state)
         self._setup()
+        self._experiment_id, self._parent_run_id = ids
 
     def _setup(self) -> None:
         for name, value in _MLFLOW_HTTP_DEFAULTS.items():
@@ -332,13 +337,19 @@ class SweepRecorder:
                 self._note_error(f"spectrum_png {spectrum_png!r}: {exc}")
         return self._submit_and_wait(_Op("sweep", None, payload))
 
-    def trial_run(self, trial_id: str, config: Mapping[str, Any], node: str | None = None) -> str:
+    def trial_run(self, trial_id: str, config: Mapping[str, Any], node: str | None = None, *,
+                  wait: bool = True) -> str:
         """Find or create the child run of ``trial_id`` and mark it RUNNING.
 
         Logs every ``schema.KNOB_PARAMS`` ("None" when absent) and the flattened config as params,
         ``node`` as ``segcore.node`` (None: the tag is left as it is). Calling it again for the
         same trial (a retry, a resumed driver) reuses the run, RUNNING again, its last outcome
         tags cleared. Params already on the run keep their first value.
+
+        Args:
+            wait: wait (up to ``sync_timeout_s``) for the run id. ``False`` returns at once (the
+                run id if already known, else ""), so a trial worker's training starts while
+                MLflow is imported and the run opened in the background.
 
         Returns:
             The run id ("" while the tracking store is unreachable; writes stay queued).
@@ -351,7 +362,12 @@ class SweepRecorder:
         with self._lock:
             state = self._trials.setdefault(str(trial_id), _TrialState())
             state.params.update(params)
-        return self._submit_and_wait(_Op("trial", str(trial_id), payload))
+            known = state.run_id or ""
+        op = _Op("trial", str(trial_id), payload)
+        if not wait:
+            self._submit(op)
+            return known
+        return self._submit_and_wait(op)
 
     def log_epoch(self, trial_id: str, metrics: Mapping[str, Any], step: int) -> None:
         """Queue one epoch's metrics with ``step`` (the epoch). Non-numeric values, Tune
