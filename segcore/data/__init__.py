@@ -5,8 +5,9 @@ contract every dataset keeps.
 """
 
 from . import builtin as _builtin  # noqa: F401  (registers the built-in datasets)
-from .base import SegmentationDataset, check_label_values, read_image_file, read_label_file
+from .base import SegmentationDataset, check_label_values, read_image_file, read_image_size, read_label_file
 from .folder import CAMVID_CLASSES, CamVid, ImageMaskFolder
+from .memory import InMemoryLabels
 from .registry import build_dataset, list_datasets, register_dataset
 from .synthetic import SyntheticScenes, band_limited_labels, predicted_stride
 from .transforms import SegmentationTransform
@@ -17,6 +18,7 @@ __all__ = [
     "CamVid",
     "CAMVID_CLASSES",
     "ImageMaskFolder",
+    "InMemoryLabels",
     "SyntheticScenes",
     "band_limited_labels",
     "predicted_stride",
@@ -26,4 +28,5 @@ __all__ = [
     "check_label_values",
     "read_image_file",
     "read_label_file",
+    "read_image_size",
 ]

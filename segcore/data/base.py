@@ -15,7 +15,24 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["SegmentationDataset", "read_label_file", "read_image_file", "check_label_values"]
+__all__ = [
+    "SegmentationDataset",
+    "read_label_file",
+    "read_image_file",
+    "read_image_size",
+    "check_label_values",
+]
+
+
+def read_image_size(path: str | Path) -> tuple[int, int]:
+    """``(H, W)`` of an image or label file from its header only (no pixel decoding)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from exc
+    return height, width
 
 
 def read_label_file(path: str | Path) -> torch.Tensor:
@@ -88,6 +105,14 @@ class SegmentationDataset(torch.utils.data.Dataset):
     def load_image(self, index: int) -> torch.Tensor:
         """Image ``(3, H, W)`` uint8 at its stored resolution."""
         return self._load_image(index)
+
+    def label_size(self, index: int) -> tuple[int, int]:
+        """``(H, W)`` of label ``index`` (file datasets read only the file header)."""
+        return tuple(self._load_label(index).shape[-2:])
+
+    def image_size(self, index: int) -> tuple[int, int] | None:
+        """``(H, W)`` of image ``index`` from its header, or ``None`` where there are no images."""
+        return None
 
     def labels(self, limit: int | None = None):
         """Iterate over label maps only (the spectral fast path)."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from .base import SegmentationDataset, read_image_file, read_label_file
+from .base import SegmentationDataset, read_image_file, read_image_size, read_label_file
 
 __all__ = ["ImageMaskFolder", "CamVid", "CAMVID_CLASSES"]
 
@@ -69,6 +69,12 @@ class ImageMaskFolder(SegmentationDataset):
 
     def _load_label(self, index: int) -> torch.Tensor:
         return read_label_file(self.mask_paths[index])
+
+    def label_size(self, index: int) -> tuple[int, int]:
+        return read_image_size(self.mask_paths[index])
+
+    def image_size(self, index: int) -> tuple[int, int] | None:
+        return read_image_size(self.image_paths[index]) if self.image_paths else None
 
     def _load_image(self, index: int) -> torch.Tensor:
         if not self.image_paths:

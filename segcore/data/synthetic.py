@@ -154,6 +154,12 @@ class SyntheticScenes(SegmentationDataset):
     def describe(self, index: int) -> str:
         return f"synthetic/{self.split}[{index}]"
 
+    def label_size(self, index: int) -> tuple[int, int]:
+        return self.size
+
+    def image_size(self, index: int) -> tuple[int, int] | None:
+        return self.size
+
     def info(self) -> dict:
         info = super().info()
         info.update(cutoff=self.cutoff, size=list(self.size), predicted_stride=predicted_stride(self.cutoff))

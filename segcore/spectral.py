@@ -1,0 +1,777 @@
+"""Training-free spectral analysis of a dataset's label maps (DESIGN.md §2).
+
+From the label maps alone this module computes, for every grid stride ``s`` and annotation block
+size ``b``:
+
+* the **band energy** ``E(s)``: the share of the labels' spectral energy (unitary 2-D DFT of the
+  one-hot planes, summed over classes) inside the band ``|f_y|, |f_x| <= 1/(2s)`` that a stride-``s``
+  grid represents, with the DC term included and excluded, and the **radial spectrum**;
+* the **oracle mIoU of a grid** (class proportions per cell, bilinear up-sampling, arg-max; and the
+  majority label per cell, nearest up-sampling) and the **CE floor** (cross-entropy of the dense
+  labels against the up-sampled proportions);
+* the **oracle mIoU of block annotation** (hard majority / soft proportions per ``b x b`` block,
+  up-sampled and scored against the dense labels) and its **annotation cost**;
+* the **efficient grid**: the coarsest stride whose oracle mIoU stays within ``tolerance`` of the
+  dense score, and the coarsest whose ``E(s)`` reaches ``energy_threshold``.
+
+Seed paper: Chen, Chiu, Wu, "Spectral Analysis for Semantic Segmentation with Applications on
+Feature Truncation and Weak Annotation", arXiv 2012.14123.
+
+The analysis streams over a dataset in bounded memory: labels are decoded by a few threads, grouped
+by size into stacked batches, and only confusion matrices and energy sums are kept.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from segcore import labels as seg_labels
+from segcore.metrics import scores_from_confusion
+
+__all__ = [
+    "DEFAULT_STRIDES",
+    "DEFAULT_BLOCKS",
+    "SpectrumResult",
+    "analyze",
+    "plot_spectrum",
+    "label_power_spectrum",
+    "band_mask",
+    "band_energy",
+    "spectral_cross_entropy",
+    "efficient_size",
+]
+
+DEFAULT_STRIDES = (1, 2, 4, 8, 16, 32)
+DEFAULT_BLOCKS = (1, 2, 4, 8, 16, 32)
+RADIAL_BINS = 64
+# Largest frequency magnitude on the unit-pixel grid: the corner (1/2, 1/2).
+_MAX_RADIUS = math.sqrt(0.5)
+# Pixels per stacked batch: bounds memory (the FFT of a batch holds about C times this).
+_BATCH_PIXELS = 4 * 1024 * 1024
+# Planes per FFT call: keeps the complex output of one call near 128 MiB at Cityscapes size.
+_FFT_PLANE_PIXELS = 16 * 1024 * 1024
+
+
+# --------------------------------------------------------------------------------------------
+# Per-map building blocks (public: used by tests, benchmarks and by hand)
+# --------------------------------------------------------------------------------------------
+
+
+def _valid_mask(labels: torch.Tensor, num_classes: int, ignore_index: int | None) -> torch.Tensor:
+    valid = (labels >= 0) & (labels < num_classes)
+    if ignore_index is not None:
+        valid &= labels != ignore_index
+    return valid
+
+
+def label_power_spectrum(
+    labels: torch.Tensor, num_classes: int, ignore_index: int | None = 255
+) -> torch.Tensor:
+    """Energy spectrum ``sum_c |F[Y_c](k)|^2`` of a label map, unitary DFT, full ``(H, W)`` grid.
+
+    ``Y_c`` is the one-hot plane of class ``c`` restricted to valid pixels (ignored pixels are 0 in
+    every plane), so the spectrum sums to the number of valid pixels (Parseval). Float64; the
+    frequency of index ``(i, j)`` is ``(fftfreq(H)[i], fftfreq(W)[j])`` cycles per pixel.
+    """
+    if labels.dim() != 2:
+        raise ValueError(f"labels must have shape (H, W), got {tuple(labels.shape)}")
+    valid = _valid_mask(labels, num_classes, ignore_index)
+    planes = torch.stack([((labels == c) & valid) for c in range(num_classes)]).double()
+    spec = torch.fft.fft2(planes, norm="ortho")
+    return (spec.real**2 + spec.imag**2).sum(dim=0)
+
+
+def band_mask(height: int, width: int, stride: int) -> torch.Tensor:
+    """Boolean ``(H, W)`` mask of the DFT frequencies a stride-``s`` grid represents:
+    ``|f_y| <= 1/(2s)`` and ``|f_x| <= 1/(2s)`` (DFT index order, as :func:`torch.fft.fftfreq`).
+
+    Compared in integers (``2 s |k| <= N``) so that the band edge is exact.
+    """
+    ky = _signed_index(height)
+    kx = _signed_index(width)
+    return ((2 * stride * ky.abs() <= height)[:, None]) & ((2 * stride * kx.abs() <= width)[None, :])
+
+
+def _signed_index(n: int, device=None) -> torch.Tensor:
+    """DFT indices in fftfreq order as integers: 0, 1, ..., -2, -1."""
+    k = torch.arange(n, device=device)
+    return torch.where(k <= n // 2, k, k - n) if n > 1 else k
+
+
+def band_energy(
+    labels: torch.Tensor,
+    strides: Sequence[int],
+    num_classes: int,
+    ignore_index: int | None = 255,
+) -> tuple[list[float], list[float]]:
+    """Band energy ``E(s)`` of one label map ``(H, W)`` for each stride: ``(with DC, without DC)``.
+
+    The plain full-spectrum definition (slow, for checking); :func:`analyze` computes the same
+    numbers over a whole dataset at once.
+    """
+    power = label_power_spectrum(labels, num_classes, ignore_index)
+    total = float(power.sum())
+    dc = float(power[0, 0])
+    with_dc, without_dc = [], []
+    for s in strides:
+        inside = float(power[band_mask(*labels.shape, int(s))].sum())
+        with_dc.append(inside / total if total > 0 else float("nan"))
+        without_dc.append((inside - dc) / (total - dc) if total - dc > 0 else float("nan"))
+    return with_dc, without_dc
+
+
+def spectral_cross_entropy(
+    labels: torch.Tensor, log_probs: torch.Tensor, ignore_index: int | None = 255
+) -> torch.Tensor:
+    """Per-frequency terms of the cross-entropy (DESIGN.md §2, by Parseval):
+
+    ``CE = -(1/N) sum_c sum_k F[Y_c](k) conj(F[L_c](k))``, with ``N`` valid pixels.
+
+    Args:
+        labels: ``(H, W)`` integer labels.
+        log_probs: ``(C, H, W)`` log-probabilities ``L_c``.
+        ignore_index: label ignored (its pixels are zero in every ``Y_c``).
+
+    Returns:
+        ``(H, W)`` real contributions (DFT index order) whose sum is the spatial cross-entropy.
+    """
+    num_classes = log_probs.shape[0]
+    if log_probs.shape[1:] != labels.shape:
+        raise ValueError(f"log_probs {tuple(log_probs.shape)} do not match labels {tuple(labels.shape)}")
+    valid = _valid_mask(labels, num_classes, ignore_index)
+    onehot = torch.stack([((labels == c) & valid) for c in range(num_classes)]).to(log_probs.dtype)
+    fy = torch.fft.fft2(onehot, norm="ortho")
+    fl = torch.fft.fft2(log_probs, norm="ortho")
+    terms = (fy * fl.conj()).real.sum(dim=0)
+    return -terms / valid.sum().clamp_min(1)
+
+
+def efficient_size(sizes: Sequence[int], values: Sequence[float], threshold: float) -> int | None:
+    """Coarsest size ``s`` such that every size ``<= s`` has ``value >= threshold``.
+
+    Scanning from the finest size keeps the answer conservative when a curve is not monotone.
+    ``None`` when even the finest size misses the threshold.
+    """
+    best = None
+    for s, v in sorted(zip(sizes, values)):
+        if not (v >= threshold):  # NaN fails too
+            break
+        best = int(s)
+    return best
+
+
+# --------------------------------------------------------------------------------------------
+# Result
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SpectrumResult:
+    """Everything :func:`analyze` measured; ``to_dict()`` is the ``spectrum.json`` document.
+
+    Lists indexed like ``strides`` (grid quantities) or ``blocks`` (annotation quantities).
+    Energies are shares of the summed spectral energy of all labels (pixel-weighted over the
+    dataset); mIoU from confusion matrices accumulated over the whole split; ``ce_floor`` in nats.
+    """
+
+    dataset: str
+    split: str | None
+    num_labels: int
+    num_classes: int
+    ignore_index: int | None
+    class_names: list[str]
+    strides: list[int]
+    band_energy: list[float]
+    band_energy_no_dc: list[float]
+    oracle_miou_soft: list[float]
+    oracle_miou_majority: list[float]
+    ce_floor: list[float]
+    blocks: list[int]
+    block_oracle_miou_hard: list[float]
+    block_oracle_miou_soft: list[float]
+    annotation_units_per_image: list[float]
+    annotation_relative_units: list[float]
+    mixed_block_share: list[float]
+    efficient_grid_by_miou: int | None
+    efficient_grid_by_energy: int | None
+    efficient_block: int | None
+    tolerance: float
+    energy_threshold: float
+    dense_miou: float
+    dc_share: float
+    radial_frequency: list[float]
+    radial_energy: list[float]
+    valid_pixels: int
+    class_pixel_share: list[float]
+    image_sizes: dict[str, int]
+    oracle_per_class_iou_soft: list[list[float]] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    device: str = "cpu"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``spectrum.json`` document (issue 2's keys plus the extras)."""
+        return {
+            "dataset": self.dataset,
+            "split": self.split,
+            "num_labels": self.num_labels,
+            "num_classes": self.num_classes,
+            "ignore_index": self.ignore_index,
+            "class_names": list(self.class_names),
+            "strides": list(self.strides),
+            "band_energy": list(self.band_energy),
+            "band_energy_no_dc": list(self.band_energy_no_dc),
+            "oracle_miou": {"soft": list(self.oracle_miou_soft), "majority": list(self.oracle_miou_majority)},
+            "ce_floor": list(self.ce_floor),
+            "blocks": list(self.blocks),
+            "block_oracle_miou": {"hard": list(self.block_oracle_miou_hard), "soft": list(self.block_oracle_miou_soft)},
+            "annotation_cost": {
+                "units_per_image": list(self.annotation_units_per_image),
+                "relative_units": list(self.annotation_relative_units),
+                "mixed_block_share": list(self.mixed_block_share),
+            },
+            "efficient_grid": {"by_miou": self.efficient_grid_by_miou, "by_energy": self.efficient_grid_by_energy},
+            "efficient_block": self.efficient_block,
+            "tolerance": self.tolerance,
+            "energy_threshold": self.energy_threshold,
+            "dense_miou": self.dense_miou,
+            "dc_share": self.dc_share,
+            "radial_spectrum": {"frequency": list(self.radial_frequency), "energy": list(self.radial_energy)},
+            "valid_pixels": self.valid_pixels,
+            "class_pixel_share": list(self.class_pixel_share),
+            "image_sizes": dict(self.image_sizes),
+            "oracle_per_class_iou_soft": [list(r) for r in self.oracle_per_class_iou_soft],
+            "elapsed_s": self.elapsed_s,
+            "device": self.device,
+        }
+
+    def stride_rows(self) -> list[dict[str, float]]:
+        """One row per stride (grid quantities), for tables and CSV."""
+        return [
+            {
+                "stride": s,
+                "band_energy": self.band_energy[i],
+                "band_energy_no_dc": self.band_energy_no_dc[i],
+                "oracle_miou_soft": self.oracle_miou_soft[i],
+                "oracle_miou_majority": self.oracle_miou_majority[i],
+                "ce_floor": self.ce_floor[i],
+            }
+            for i, s in enumerate(self.strides)
+        ]
+
+    def block_rows(self) -> list[dict[str, float]]:
+        """One row per block size (annotation quantities), for tables and CSV."""
+        return [
+            {
+                "block": b,
+                "block_oracle_miou_hard": self.block_oracle_miou_hard[i],
+                "block_oracle_miou_soft": self.block_oracle_miou_soft[i],
+                "annotation_units_per_image": self.annotation_units_per_image[i],
+                "annotation_relative_units": self.annotation_relative_units[i],
+                "mixed_block_share": self.mixed_block_share[i],
+            }
+            for i, b in enumerate(self.blocks)
+        ]
+
+
+# --------------------------------------------------------------------------------------------
+# Accumulation
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _SizeStats:
+    """Sums for one grid stride / block size over the whole split."""
+
+    conf_soft: torch.Tensor
+    conf_majority: torch.Tensor
+    ce_sum: float = 0.0
+    cells: int = 0
+    labelled_cells: int = 0
+    mixed_cells: int = 0
+    pixels: int = 0  # all pixels, ignored included (annotation cost is per image area)
+
+
+class _Accumulator:
+    def __init__(self, sizes: Sequence[int], strides: Sequence[int], num_classes: int, device: torch.device):
+        c = num_classes
+        self.num_classes = c
+        self.device = device
+        self.strides = sorted(strides)
+        self.stats = {
+            s: _SizeStats(
+                torch.zeros(c, c, dtype=torch.int64, device=device),
+                torch.zeros(c, c, dtype=torch.int64, device=device),
+            )
+            for s in sizes
+        }
+        # band[i]: energy inside the band of self.strides[i] (DC included).
+        self.band = torch.zeros(len(self.strides), dtype=torch.float64, device=device)
+        self.total_energy = torch.zeros((), dtype=torch.float64, device=device)
+        self.dc_energy = torch.zeros((), dtype=torch.float64, device=device)
+        self.radial = torch.zeros(RADIAL_BINS, dtype=torch.float64, device=device)
+        self.class_pixels = torch.zeros(c, dtype=torch.int64, device=device)
+        self.num_labels = 0
+        self.image_sizes: dict[str, int] = {}
+
+
+@lru_cache(maxsize=16)
+def _spectrum_layout(height: int, width: int, strides: tuple[int, ...], device: str):
+    """Index maps over the ``rfft2`` half-spectrum ``(H, W//2 + 1)`` of an ``H x W`` map.
+
+    Returns ``(column_weight, band_index, radial_index)``: the half spectrum counts columns
+    ``0 < kx < W/2`` twice (their mirror images are not stored); ``band_index`` is the number of
+    the (ascending) strides whose band holds the frequency — bands are nested, so the energy of
+    stride ``i``'s band is the energy with ``band_index > i``; ``radial_index`` is the radial bin.
+    """
+    dev = torch.device(device)
+    wr = width // 2 + 1
+    ky = _signed_index(height, dev).abs()
+    kx = torch.arange(wr, device=dev)
+    weight = torch.full((wr,), 2.0, dtype=torch.float64, device=dev)
+    weight[0] = 1.0
+    if width % 2 == 0:
+        weight[-1] = 1.0
+    weight = weight.expand(height, wr)
+    band_index = torch.zeros(height, wr, dtype=torch.int64, device=dev)
+    for s in strides:
+        band_index += (2 * s * ky <= height)[:, None] & (2 * s * kx <= width)[None, :]
+    radius = torch.sqrt((ky.double() / height)[:, None] ** 2 + (kx.double() / width)[None, :] ** 2)
+    radial_index = (radius / _MAX_RADIUS * RADIAL_BINS).long().clamp_(0, RADIAL_BINS - 1)
+    return weight.contiguous(), band_index.reshape(-1), radial_index.reshape(-1)
+
+
+def _accumulate_energy(acc: _Accumulator, codes: torch.Tensor, present: torch.Tensor) -> None:
+    """Add the spectra of a batch ``codes (N, H, W)`` (void = C) to the band / radial sums.
+
+    Only classes present in an image get an FFT (an absent class has an all-zero spectrum), and
+    the planes of all images go through ``rfft2`` together, in chunks that bound memory.
+    """
+    n, height, width = codes.shape
+    weight, band_index, radial_index = _spectrum_layout(
+        height, width, tuple(acc.strides), str(codes.device)
+    )
+    pairs = present.nonzero()  # (P, 2): (image, class)
+    chunk = max(1, _FFT_PLANE_PIXELS // (height * width))
+    power = torch.zeros(height, width // 2 + 1, dtype=torch.float64, device=codes.device)
+    for start in range(0, pairs.shape[0], chunk):
+        img, cls = pairs[start : start + chunk].unbind(1)
+        planes = (codes[img] == cls[:, None, None]).to(torch.float32)
+        spec = torch.fft.rfft2(planes, norm="ortho")
+        power += (spec.real.square() + spec.imag.square()).sum(dim=0, dtype=torch.float64)
+    power *= weight
+    flat = power.reshape(-1)
+    per_band = torch.bincount(band_index, weights=flat, minlength=len(acc.strides) + 1)
+    # Energy inside stride i's band = energy of frequencies held by more than i bands.
+    acc.band += per_band.flip(0).cumsum(0).flip(0)[1:]
+    acc.total_energy += flat.sum()
+    acc.dc_energy += flat[0]
+    ac = flat.clone()
+    ac[0] = 0.0  # the radial spectrum is of the non-DC energy
+    acc.radial += torch.bincount(radial_index, weights=ac, minlength=RADIAL_BINS)
+
+
+def _accumulate_size_dense(acc: _Accumulator, codes: torch.Tensor, size: int) -> None:
+    """Grid / block statistics of one size for a batch, by the plain definitions in labels.py.
+
+    ``codes (N, H, W)`` are the labels with every ignored pixel set to ``C``. Work and memory are
+    ``O(N C H W)`` per size.
+    """
+    c = acc.num_classes
+    st = acc.stats[size]
+    n, height, width = codes.shape
+    valid = codes < c
+    target = torch.where(valid, codes, torch.full_like(codes, -1))  # -1: never scored
+    st.pixels += n * height * width
+    if size == 1:
+        # Stride 1 reproduces the labels: the oracle is exact and the CE floor is zero.
+        diag = torch.bincount(codes[valid], minlength=c)
+        st.conf_soft += torch.diag(diag)
+        st.conf_majority += torch.diag(diag)
+        st.cells += n * height * width
+        st.labelled_cells += int(valid.sum())
+        return
+    counts = seg_labels.class_counts(codes, size, c, ignore_index=None)
+    present = (counts > 0).sum(dim=1)
+    st.cells += present.numel()
+    st.labelled_cells += int((present > 0).sum())
+    st.mixed_cells += int((present > 1).sum())
+    total = counts.sum(dim=1, keepdim=True)
+    props = counts.to(torch.float32) / total.clamp_min(1)
+    up = seg_labels.upsample_proportions(props, size, (height, width))
+    pred = up.argmax(dim=1)
+    st.conf_soft += _confusion(pred, target, c)
+    mass = up.sum(dim=1)
+    p_true = up.gather(1, target.clamp_min(0).unsqueeze(1)).squeeze(1) / mass.clamp_min(1e-30)
+    st.ce_sum += float(-torch.log(p_true[valid].double().clamp_min(1e-30)).sum())
+    major = counts.argmax(dim=1)
+    pred_major = seg_labels.upsample_labels(major, size, (height, width))
+    st.conf_majority += _confusion(pred_major, target, c)
+
+
+def _confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    keep = target >= 0
+    key = target[keep] * num_classes + pred[keep]
+    return torch.bincount(key, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+# --------------------------------------------------------------------------------------------
+# Streaming over a dataset
+# --------------------------------------------------------------------------------------------
+
+
+def _dataset_attr(dataset, name: str, default=None):
+    return getattr(dataset, name, default)
+
+
+def _label_size(dataset, index: int) -> tuple[int, int]:
+    if hasattr(dataset, "label_size"):
+        return tuple(dataset.label_size(index))
+    return tuple(dataset.load_label(index).shape[-2:])
+
+
+def _image_size(dataset, index: int) -> tuple[int, int] | None:
+    if hasattr(dataset, "image_size"):
+        size = dataset.image_size(index)
+        return None if size is None else tuple(size)
+    return None
+
+
+def _describe(dataset, index: int) -> str:
+    return dataset.describe(index) if hasattr(dataset, "describe") else f"label {index}"
+
+
+def _check_sizes(sizes: Sequence[int], shapes: set[tuple[int, int]], option: str) -> list[int]:
+    """Validate sizes (ints >= 1 that fit every label map); return them sorted and unique."""
+    if not sizes:
+        raise ValueError(f"{option}: give at least one size (e.g. 1 2 4 8)")
+    out = []
+    for s in sizes:
+        if isinstance(s, bool) or not isinstance(s, (int,)) and not (isinstance(s, float) and s.is_integer()):
+            raise ValueError(f"{option}: sizes must be integers >= 1, got {s!r}")
+        s = int(s)
+        if s < 1:
+            raise ValueError(f"{option}: sizes must be integers >= 1, got {s}")
+        for height, width in shapes:
+            if s > min(height, width):
+                raise ValueError(
+                    f"{option}: {s} is larger than a {height}x{width} label map; "
+                    f"valid values are 1..{min(min(h, w) for h, w in shapes)}"
+                )
+        out.append(s)
+    return sorted(set(out))
+
+
+def _iter_labels(dataset, count: int, workers: int) -> Iterator[torch.Tensor]:
+    """Labels ``0..count-1`` in order, decoded by a small thread pool (PNG decoding releases the GIL,
+    so it overlaps with the tensor work of the main thread)."""
+    if workers <= 1:
+        for i in range(count):
+            yield dataset.load_label(i)
+        return
+    window = 2 * workers
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="segcore-labels") as pool:
+        pending: deque = deque()
+        next_index = 0
+        while next_index < count or pending:
+            while next_index < count and len(pending) < window:
+                pending.append(pool.submit(dataset.load_label, next_index))
+                next_index += 1
+            yield pending.popleft().result()
+
+
+def analyze(
+    dataset,
+    strides: Sequence[int] = DEFAULT_STRIDES,
+    blocks: Sequence[int] = DEFAULT_BLOCKS,
+    *,
+    tolerance: float = 0.01,
+    energy_threshold: float = 0.95,
+    limit: int | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    workers: int | None = None,
+    method: str = "fast",
+) -> SpectrumResult:
+    """Spectral curves, oracle curves and efficient grid of a dataset's label maps (DESIGN.md §2).
+
+    Args:
+        dataset: a :class:`segcore.data.SegmentationDataset` (or anything with ``__len__``,
+            ``load_label(i) -> (H, W)``, ``num_classes``, ``ignore_index``); only labels are read.
+        strides: grid strides ``s`` (each ``1 <= s <= min(H, W)`` of every label map).
+        blocks: annotation block sizes ``b`` (same bounds).
+        tolerance: relative mIoU loss allowed for the efficient grid (``0.01`` = 1% of dense).
+        energy_threshold: band-energy share the efficient grid must keep (criterion 2).
+        limit: analyse only the first ``limit`` labels.
+        device: torch device; default CUDA when available, else CPU.
+        progress: show a tqdm progress bar.
+        workers: label-decoding threads (default: up to 4, by CPU count).
+        method: ``"fast"`` (count-based, see module notes) or ``"dense"`` (the plain definitions,
+            ``O(C H W)`` per size; the reference the fast path is tested against).
+
+    Returns:
+        A :class:`SpectrumResult`.
+
+    Raises:
+        ValueError: bad option, label value outside the classes (naming the file), image/label
+            size mismatch, stride/block larger than a label map — all but the label values before
+            any label is decoded.
+    """
+    started = time.perf_counter()
+    if not 0 <= tolerance < 1:
+        raise ValueError(f"tolerance must be in [0, 1), got {tolerance}")
+    if not 0 < energy_threshold <= 1:
+        raise ValueError(f"energy_threshold must be in (0, 1], got {energy_threshold}")
+    if method not in ("fast", "dense"):
+        raise ValueError(f"method must be 'fast' or 'dense', got {method!r}")
+    num_classes = int(dataset.num_classes)
+    ignore_index = _dataset_attr(dataset, "ignore_index", None)
+    total = len(dataset)
+    if limit is not None:
+        if int(limit) < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        total = min(total, int(limit))
+    if total < 1:
+        raise ValueError(f"dataset {_dataset_attr(dataset, 'name', '?')!r} has no label maps")
+
+    # Headers only: sizes and image/label agreement are checked before any decoding.
+    sizes = []
+    for i in range(total):
+        size = _label_size(dataset, i)
+        image_size = _image_size(dataset, i)
+        if image_size is not None and image_size != size:
+            raise ValueError(
+                f"{_describe(dataset, i)}: label size {size[0]}x{size[1]} != image size "
+                f"{image_size[0]}x{image_size[1]}"
+            )
+        sizes.append(size)
+    shapes = set(sizes)
+    strides = _check_sizes(strides, shapes, "strides")
+    blocks = _check_sizes(blocks, shapes, "blocks")
+    all_sizes = sorted(set(strides) | set(blocks))
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if workers is None:
+        workers = max(1, min(4, (os.cpu_count() or 1)))
+
+    acc = _Accumulator(all_sizes, strides, num_classes, device)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc="spectrum", unit="label")
+
+    def run(batch: list[torch.Tensor]) -> None:
+        labels = torch.stack(batch).to(device, non_blocking=True).long()
+        _process_batch(acc, labels, ignore_index, all_sizes, method)
+        if bar is not None:
+            bar.update(len(batch))
+
+    buckets: dict[tuple[int, int], list[torch.Tensor]] = {}
+    pending_pixels = 0
+    for i, label in enumerate(_iter_labels(dataset, total, workers)):
+        shape = tuple(label.shape[-2:])
+        if shape != sizes[i]:
+            raise ValueError(f"{_describe(dataset, i)}: decoded size {shape} != header size {sizes[i]}")
+        bucket = buckets.setdefault(shape, [])
+        bucket.append(label)
+        pending_pixels += shape[0] * shape[1]
+        per_batch = max(1, _BATCH_PIXELS // (shape[0] * shape[1]))
+        if len(bucket) >= per_batch:
+            run(buckets.pop(shape))
+            pending_pixels -= len(bucket) * shape[0] * shape[1]
+        elif pending_pixels > 2 * _BATCH_PIXELS:
+            # Many distinct sizes (ADE20K): flush the fullest bucket to keep memory bounded.
+            key = max(buckets, key=lambda k: len(buckets[k]) * k[0] * k[1])
+            flushed = buckets.pop(key)
+            pending_pixels -= len(flushed) * key[0] * key[1]
+            run(flushed)
+    for key in list(buckets):
+        run(buckets.pop(key))
+    if bar is not None:
+        bar.close()
+    return _finish(acc, dataset, strides, blocks, tolerance, energy_threshold, started, device)
+
+
+def _process_batch(
+    acc: _Accumulator, labels: torch.Tensor, ignore_index: int | None, sizes: Sequence[int], method: str
+) -> None:
+    c = acc.num_classes
+    valid = _valid_mask(labels, c, ignore_index)
+    bad = ~valid
+    if ignore_index is not None:
+        bad &= labels != ignore_index
+    if bool(bad.any()):
+        values = sorted({int(v) for v in labels[bad].unique()[:5]})
+        raise ValueError(f"label value(s) {values} outside the classes (valid: 0..{c - 1}, ignore {ignore_index})")
+    codes = torch.where(valid, labels, torch.full_like(labels, c))
+    n, height, width = labels.shape
+    acc.num_labels += n
+    key = f"{height}x{width}"
+    acc.image_sizes[key] = acc.image_sizes.get(key, 0) + n
+    # Per-image class histogram: which planes need an FFT, and the class shares.
+    image_key = torch.arange(n, device=labels.device)[:, None, None] * (c + 1) + codes
+    hist = torch.bincount(image_key.reshape(-1), minlength=n * (c + 1)).view(n, c + 1)[:, :c]
+    acc.class_pixels += hist.sum(dim=0)
+    _accumulate_energy(acc, codes, hist > 0)
+    for size in sizes:
+        if method == "dense":
+            _accumulate_size_dense(acc, codes, size)
+        else:
+            _accumulate_size_fast(acc, codes, size)
+
+
+def _accumulate_size_fast(acc: _Accumulator, codes: torch.Tensor, size: int) -> None:
+    # The count-based path lands in a later commit; until then the plain definitions serve.
+    _accumulate_size_dense(acc, codes, size)
+
+
+def _finish(acc, dataset, strides, blocks, tolerance, energy_threshold, started, device) -> SpectrumResult:
+    c = acc.num_classes
+    total_energy = float(acc.total_energy)
+    dc = float(acc.dc_energy)
+    band = acc.band.cpu().tolist()
+    band_energy = [b / total_energy if total_energy > 0 else float("nan") for b in band]
+    band_no_dc = [(b - dc) / (total_energy - dc) if total_energy - dc > 0 else float("nan") for b in band]
+    radial = acc.radial.cpu()
+    radial_total = float(radial.sum())
+    radial_energy = (radial / radial_total).tolist() if radial_total > 0 else [float("nan")] * RADIAL_BINS
+    radial_frequency = [(i + 0.5) * _MAX_RADIUS / RADIAL_BINS for i in range(RADIAL_BINS)]
+
+    def miou(conf: torch.Tensor) -> float:
+        return scores_from_confusion(conf).miou
+
+    valid_pixels = int(acc.class_pixels.sum())
+    soft, major, ce, per_class = [], [], [], []
+    for s in strides:
+        st = acc.stats[s]
+        scores = scores_from_confusion(st.conf_soft)
+        soft.append(scores.miou)
+        per_class.append(scores.per_class_iou)
+        major.append(miou(st.conf_majority))
+        ce.append(st.ce_sum / valid_pixels if valid_pixels else float("nan"))
+    hard_b, soft_b, units, rel, mixed = [], [], [], [], []
+    for b in blocks:
+        st = acc.stats[b]
+        hard_b.append(miou(st.conf_majority))
+        soft_b.append(miou(st.conf_soft))
+        units.append(st.cells / acc.num_labels)
+        rel.append(st.cells / st.pixels)
+        mixed.append(st.mixed_cells / st.labelled_cells if st.labelled_cells else 0.0)
+    # Stride 1 reproduces the labels, so the dense score is exactly 1 (NaN only without pixels).
+    dense = 1.0 if valid_pixels else float("nan")
+    by_miou = efficient_size(strides, soft, dense * (1 - tolerance))
+    by_energy = efficient_size(strides, band_energy, energy_threshold)
+    efficient_block = efficient_size(blocks, hard_b, dense * (1 - tolerance))
+    names = list(_dataset_attr(dataset, "class_names", ()) or [f"class_{i}" for i in range(c)])
+    shares = (acc.class_pixels.double() / max(valid_pixels, 1)).cpu().tolist()
+    return SpectrumResult(
+        dataset=str(_dataset_attr(dataset, "name", "dataset")),
+        split=_dataset_attr(dataset, "split", None),
+        num_labels=acc.num_labels,
+        num_classes=c,
+        ignore_index=_dataset_attr(dataset, "ignore_index", None),
+        class_names=names,
+        strides=list(strides),
+        band_energy=band_energy,
+        band_energy_no_dc=band_no_dc,
+        oracle_miou_soft=soft,
+        oracle_miou_majority=major,
+        ce_floor=ce,
+        blocks=list(blocks),
+        block_oracle_miou_hard=hard_b,
+        block_oracle_miou_soft=soft_b,
+        annotation_units_per_image=units,
+        annotation_relative_units=rel,
+        mixed_block_share=mixed,
+        efficient_grid_by_miou=by_miou,
+        efficient_grid_by_energy=by_energy,
+        efficient_block=efficient_block,
+        tolerance=float(tolerance),
+        energy_threshold=float(energy_threshold),
+        dense_miou=dense,
+        dc_share=dc / total_energy if total_energy > 0 else float("nan"),
+        radial_frequency=radial_frequency,
+        radial_energy=radial_energy,
+        valid_pixels=valid_pixels,
+        class_pixel_share=shares,
+        image_sizes=dict(acc.image_sizes),
+        oracle_per_class_iou_soft=per_class,
+        elapsed_s=time.perf_counter() - started,
+        device=str(device),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering
+# --------------------------------------------------------------------------------------------
+
+
+def plot_spectrum(result: SpectrumResult, path: str | Path) -> Path:
+    """Write a PNG of the curves: band energy and oracle mIoU against stride / block size (log2
+    axis, efficient grid marked), CE floor, and the radial spectrum."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    ax = axes[0]
+    ax.plot(result.strides, result.band_energy, "o-", label="band energy E(s)")
+    ax.plot(result.strides, result.band_energy_no_dc, "o--", label="E(s) without DC")
+    ax.plot(result.strides, result.oracle_miou_soft, "s-", label="oracle mIoU (soft + bilinear)")
+    ax.plot(result.strides, result.oracle_miou_majority, "s--", label="oracle mIoU (majority + nearest)")
+    ax.plot(result.blocks, result.block_oracle_miou_hard, "^:", label="block annotation (hard)")
+    ax.plot(result.blocks, result.block_oracle_miou_soft, "v:", label="block annotation (soft)")
+    marks = [
+        (result.efficient_grid_by_miou, "tab:red", f"efficient grid, mIoU within {result.tolerance:.0%}"),
+        (result.efficient_grid_by_energy, "tab:purple", f"efficient grid, E(s) >= {result.energy_threshold:g}"),
+    ]
+    for s, colour, text in marks:
+        if s is not None:
+            ax.axvline(s, color=colour, alpha=0.6, linestyle="-.", label=f"{text}: s={s}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("grid stride s / block size b (pixels)")
+    ax.set_ylabel("share / mIoU")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title(f"{result.dataset} {result.split or ''}: {result.num_labels} labels")
+
+    ax = axes[1]
+    ax.plot(result.strides, result.ce_floor, "o-", color="tab:brown")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("grid stride s")
+    ax.set_ylabel("CE floor (nats)")
+    ax.grid(alpha=0.3)
+    ax.set_title("cross-entropy floor of the grid")
+
+    ax = axes[2]
+    energy = [max(e, 1e-12) for e in result.radial_energy]
+    ax.semilogy(result.radial_frequency, energy, "-", color="tab:green")
+    for s in result.strides:
+        if s > 1:
+            ax.axvline(1 / (2 * s), color="grey", alpha=0.3, linewidth=0.8)
+    if result.efficient_grid_by_miou:
+        ax.axvline(1 / (2 * result.efficient_grid_by_miou), color="tab:red", alpha=0.7, linestyle="-.")
+    ax.set_xlabel("radial frequency |f| (cycles / pixel); grey: 1/(2s)")
+    ax.set_ylabel("share of non-DC energy per bin")
+    ax.grid(alpha=0.3)
+    ax.set_title("radial label spectrum")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,214 @@
+"""Known-answer tests of the training-free spectral analysis (segcore/spectral.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from segcore import labels as seg_labels
+from segcore import spectral
+from segcore.data import InMemoryLabels, SyntheticScenes, build_dataset
+from segcore.metrics import confusion_matrix, scores_from_confusion
+
+ISSUE_KEYS = {
+    "strides", "band_energy", "band_energy_no_dc", "oracle_miou", "ce_floor", "blocks",
+    "block_oracle_miou", "efficient_grid", "dataset", "split", "num_labels", "num_classes",
+    "ignore_index",
+}
+
+
+def random_blobs(height: int, width: int, num_classes: int, seed: int, scale: int = 6) -> torch.Tensor:
+    """Piecewise-constant labels: nearest up-sampling of a coarse random map, then a shift so the
+    blocks do not align with any grid."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.randint(0, num_classes, (height // scale + 2, width // scale + 2), generator=g)
+    fine = coarse.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
+    oy, ox = (int(v) for v in torch.randint(0, scale, (2,), generator=g))
+    return fine[oy : oy + height, ox : ox + width].contiguous()
+
+
+def reference_stats(labels: torch.Tensor, stride: int, num_classes: int, ignore_index: int | None):
+    """Oracle confusions and CE floor of one map by the plain definitions in labels.py."""
+    h, w = labels.shape
+    props = seg_labels.grid_proportions(labels, stride, num_classes, ignore_index)
+    up = seg_labels.upsample_proportions(props, stride, (h, w))
+    soft = confusion_matrix(up.argmax(0), labels, num_classes, ignore_index)
+    major = seg_labels.grid_majority(labels, stride, num_classes, ignore_index)
+    major = torch.where(major == ignore_index, torch.zeros_like(major), major) if ignore_index is not None else major
+    hard = confusion_matrix(seg_labels.upsample_labels(major, stride, (h, w)), labels, num_classes, ignore_index)
+    valid = (labels >= 0) & (labels < num_classes)
+    if ignore_index is not None:
+        valid &= labels != ignore_index
+    p = up / up.sum(0, keepdim=True).clamp_min(1e-30)
+    p_true = p.gather(0, labels.clamp(0, num_classes - 1)[None])[0]
+    ce = float(-torch.log(p_true[valid].double()).sum())
+    return soft, hard, ce, int(valid.sum())
+
+
+# --- building blocks ------------------------------------------------------------------------
+
+
+def test_power_spectrum_parseval_and_band_energy_match_numpy():
+    labels = random_blobs(15, 22, 3, seed=1)
+    labels[0, :5] = 255
+    power = spectral.label_power_spectrum(labels, 3, 255)
+    assert float(power.sum()) == pytest.approx(15 * 22 - 5, rel=1e-12)
+    # Independent NumPy computation of E(s) for s = 2, 3.
+    lab = labels.numpy()
+    planes = np.stack([(lab == c) for c in range(3)]).astype(np.float64)
+    spec = np.abs(np.fft.fft2(planes, norm="ortho")) ** 2
+    fy = np.abs(np.fft.fftfreq(15))[:, None]
+    fx = np.abs(np.fft.fftfreq(22))[None, :]
+    with_dc, no_dc = spectral.band_energy(labels, [2, 3], 3, 255)
+    for s, e, e0 in zip([2, 3], with_dc, no_dc):
+        inside = (fy <= 1 / (2 * s) + 1e-12) & (fx <= 1 / (2 * s) + 1e-12)
+        total = spec.sum()
+        dc = spec[:, 0, 0].sum()
+        band = spec[:, inside].sum()
+        assert e == pytest.approx(band / total, abs=1e-12)
+        assert e0 == pytest.approx((band - dc) / (total - dc), abs=1e-12)
+
+
+def test_band_mask_edges_are_exact():
+    # 2 s |k| <= N: for N = 16, s = 2 the band holds |k| <= 4 exactly (f = 1/4 included).
+    mask = spectral.band_mask(16, 16, 2)
+    kept = [k for k in range(16) if mask[k, 0]]
+    assert kept == [0, 1, 2, 3, 4, 12, 13, 14, 15]
+    assert bool(spectral.band_mask(7, 9, 1).all())
+
+
+def test_parseval_cross_entropy_equals_frequency_sum():
+    torch.manual_seed(0)
+    labels = torch.randint(0, 4, (13, 18))
+    labels[2:4, 5:9] = 255
+    logits = torch.randn(4, 13, 18, dtype=torch.float64)
+    log_probs = torch.log_softmax(logits, dim=0)
+    spatial = F.nll_loss(log_probs[None], labels[None], ignore_index=255)
+    terms = spectral.spectral_cross_entropy(labels, log_probs, 255)
+    assert terms.shape == (13, 18)
+    assert float(terms.sum()) == pytest.approx(float(spatial), rel=1e-12, abs=1e-12)
+    # float32 too, to float precision
+    terms32 = spectral.spectral_cross_entropy(labels, log_probs.float(), 255)
+    assert float(terms32.sum()) == pytest.approx(float(spatial), rel=1e-5)
+
+
+def test_efficient_size_is_conservative():
+    assert spectral.efficient_size([1, 2, 4, 8], [1.0, 0.995, 0.98, 0.999], 0.99) == 2
+    assert spectral.efficient_size([2, 4], [0.5, 0.99], 0.99) is None
+    assert spectral.efficient_size([4, 1, 2], [0.99, 1.0, 1.0], 0.99) == 4
+
+
+# --- analyze: known answers -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["fast", "dense"])
+def test_constant_map_is_exact_at_every_stride(method):
+    ds = InMemoryLabels([torch.full((37, 50), 2), torch.full((37, 50), 2)], num_classes=3, ignore_index=255)
+    r = spectral.analyze(ds, strides=(1, 2, 3, 4, 8, 16, 32), blocks=(1, 5, 32), method=method, workers=1)
+    assert r.oracle_miou_soft == [1.0] * 7
+    assert r.oracle_miou_majority == [1.0] * 7
+    assert r.block_oracle_miou_hard == [1.0] * 3
+    assert r.block_oracle_miou_soft == [1.0] * 3
+    assert r.ce_floor == pytest.approx([0.0] * 7, abs=1e-6)
+    assert r.band_energy == pytest.approx([1.0] * 7, abs=1e-6)
+    assert r.mixed_block_share == [0.0] * 3
+    assert r.efficient_grid_by_miou == 32
+    assert r.efficient_grid_by_energy == 32
+    assert r.annotation_units_per_image == [37 * 50, 8 * 10, 2 * 2]
+
+
+@pytest.mark.parametrize("method", ["fast", "dense"])
+def test_hand_built_block_example(method):
+    # 4x4, blocks of 2: top-left block all 0; top-right all 1; bottom-left {0, 1, 2, 2} -> 2 wins;
+    # bottom-right {1, 1, 1, 0} -> 1.
+    lab = torch.tensor([[0, 0, 1, 1], [0, 0, 1, 1], [0, 1, 1, 1], [2, 2, 1, 0]])
+    ds = InMemoryLabels([lab], num_classes=3, ignore_index=None)
+    r = spectral.analyze(ds, strides=(1, 2), blocks=(2,), method=method, workers=1)
+    # hard prediction: [[0,0,1,1],[0,0,1,1],[2,2,1,1],[2,2,1,1]]
+    # confusion (true rows): class 0: 4 right + 1 -> 2 + 1 -> 1; class 1: 7 right + 1 -> 2;
+    # class 2: 2 right.
+    conf = torch.tensor([[4, 1, 1], [0, 7, 1], [0, 0, 2]])
+    expected = scores_from_confusion(conf).miou
+    assert r.block_oracle_miou_hard[0] == pytest.approx(expected, abs=1e-12)
+    assert r.oracle_miou_majority[1] == pytest.approx(expected, abs=1e-12)
+    assert r.mixed_block_share == [0.5]
+    assert r.annotation_units_per_image == [4.0]
+    assert r.annotation_relative_units == [0.25]
+
+
+@pytest.mark.parametrize("method", ["fast", "dense"])
+def test_ignore_index_never_votes_nor_scores(method):
+    # One 2x2 cell: three ignored pixels and one class-1 pixel -> majority 1, scored on 1 pixel.
+    lab = torch.tensor([[255, 255, 0, 0], [255, 1, 0, 0]])
+    ds = InMemoryLabels([lab], num_classes=2, ignore_index=255)
+    r = spectral.analyze(ds, strides=(2,), blocks=(2,), method=method, workers=1)
+    assert r.oracle_miou_majority == [1.0]
+    assert r.block_oracle_miou_hard == [1.0]
+    assert r.valid_pixels == 5
+    assert r.mixed_block_share == [0.0]  # the ignored pixels do not make a block mixed
+    # Energy: the ignored pixels are zero in every plane, so the total is 5 (Parseval).
+    acc_total = spectral.label_power_spectrum(lab, 2, 255).sum()
+    assert float(acc_total) == pytest.approx(5.0)
+    with_dc, _ = spectral.band_energy(lab, [2], 2, 255)
+    assert r.band_energy[0] == pytest.approx(with_dc[0], abs=1e-6)
+
+
+@pytest.mark.parametrize("method", ["fast", "dense"])
+def test_matches_plain_definitions_on_odd_sizes_with_ignore(method):
+    maps = [random_blobs(23, 31, 4, seed=s) for s in range(3)] + [random_blobs(17, 12, 4, seed=9)]
+    maps[0][3:6, 4:20] = 255
+    maps[3][:, :2] = 255
+    ds = InMemoryLabels(maps, num_classes=4, ignore_index=255)
+    strides = (1, 2, 3, 4, 5, 8)
+    r = spectral.analyze(ds, strides=strides, blocks=strides, method=method, workers=2)
+    for i, s in enumerate(strides):
+        soft = torch.zeros(4, 4, dtype=torch.int64)
+        hard = torch.zeros(4, 4, dtype=torch.int64)
+        ce, n = 0.0, 0
+        for m in maps:
+            a, b, c, v = reference_stats(m, s, 4, 255)
+            soft, hard, ce, n = soft + a, hard + b, ce + c, n + v
+        assert r.oracle_miou_soft[i] == pytest.approx(scores_from_confusion(soft).miou, abs=1e-9), s
+        assert r.oracle_miou_majority[i] == pytest.approx(scores_from_confusion(hard).miou, abs=1e-9), s
+        assert r.ce_floor[i] == pytest.approx(ce / n, rel=1e-5, abs=1e-7), s
+        e_ref = [spectral.band_energy(m, [s], 4, 255) for m in maps]
+        totals = [float(spectral.label_power_spectrum(m, 4, 255).sum()) for m in maps]
+        expected = sum(e[0][0] * t for e, t in zip(e_ref, totals)) / sum(totals)
+        assert r.band_energy[i] == pytest.approx(expected, abs=1e-6), s
+    assert r.num_labels == 4
+    assert r.image_sizes == {"23x31": 3, "17x12": 1}
+
+
+def test_result_dict_has_issue_keys_and_is_json():
+    ds = InMemoryLabels([random_blobs(32, 32, 3, seed=0)], num_classes=3, ignore_index=255, name="blobs", split="val")
+    r = spectral.analyze(ds, strides=(1, 2, 4), blocks=(2, 8), workers=1)
+    d = r.to_dict()
+    assert ISSUE_KEYS <= set(d)
+    assert set(d["oracle_miou"]) == {"soft", "majority"}
+    assert set(d["block_oracle_miou"]) == {"hard", "soft"}
+    assert set(d["efficient_grid"]) == {"by_miou", "by_energy"}
+    assert d["dataset"] == "blobs" and d["split"] == "val" and d["num_classes"] == 3
+    assert len(d["band_energy"]) == 3 and len(d["block_oracle_miou"]["hard"]) == 2
+    json.dumps(d, allow_nan=True)
+
+
+def test_bad_sizes_are_rejected_before_work():
+    ds = InMemoryLabels([torch.zeros(20, 30, dtype=torch.long)], num_classes=2)
+    with pytest.raises(ValueError, match="strides: sizes must be integers >= 1, got 0"):
+        spectral.analyze(ds, strides=(0, 2))
+    with pytest.raises(ValueError, match=r"blocks: 21 is larger than a 20x30 label map; valid values are 1..20"):
+        spectral.analyze(ds, strides=(1, 2), blocks=(2, 21))
+    with pytest.raises(ValueError, match="tolerance"):
+        spectral.analyze(ds, tolerance=1.5)
+
+
+def test_plot_writes_png(tmp_path):
+    ds = InMemoryLabels([random_blobs(32, 40, 3, seed=2)], num_classes=3)
+    r = spectral.analyze(ds, strides=(1, 2, 4, 8), blocks=(1, 4), workers=1)
+    path = spectral.plot_spectrum(r, tmp_path / "s.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
