@@ -4,11 +4,11 @@
 * :mod:`.trainable` — the trial: ``fit`` with a report callback, checkpoints, CPU fallback.
 * :mod:`.callbacks` — driver-side MLflow bookkeeping and compact progress lines.
 * :mod:`.runner` — connect to Ray, parent run, build/restore the Tuner, collect the results.
-* :mod:`.summary` — best trial per network and the Pareto front (pandas only).
+* :mod:`.summary` — best trial per network (pandas only).
 """
 
 from .runner import SweepOutcome, build_tuner, connect, results_frame, run_sweep
-from .summary import best_per_network, format_table, non_dominated, pareto
+from .summary import best_per_network, completed, format_table
 
 __all__ = [
     "SweepOutcome",
@@ -17,7 +17,6 @@ __all__ = [
     "run_sweep",
     "results_frame",
     "best_per_network",
-    "non_dominated",
-    "pareto",
+    "completed",
     "format_table",
 ]

@@ -4,7 +4,7 @@ The trials record their own child runs (config and node, per-epoch metrics, fina
 artifacts; see :mod:`segcore.tune.trainable`). Only the driver knows *why* a trial ended otherwise:
 :class:`TrackingCallback` tags trials that the scheduler stopped early as ``early_stopped`` and ends
 failed trials (after their retries) as ``FAILED`` with the reason, and leaves no run ``RUNNING``
-when the sweep ends. Both callbacks hold only plain settings, so they survive ``Tuner.restore``.
+when the sweep ends (with :func:`segcore.tune.run_sweep`). Both callbacks hold only plain settings, so they survive ``Tuner.restore``.
 """
 
 from __future__ import annotations
@@ -84,7 +84,9 @@ class TrackingCallback(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         status = trial_status(trial.last_result, self.epochs, errored=False)
         if status == schema.STATUS_EARLY_STOPPED and trial.last_result:
-            self.recorder.finish_trial(trial.trial_id, schema.STATUS_EARLY_STOPPED, metrics=_numeric(trial.last_result))
+            # No metrics here: the trial logged each epoch itself, and this process cannot know
+            # which steps are already in the store (logging the last one again would duplicate it).
+            self.recorder.finish_trial(trial.trial_id, schema.STATUS_EARLY_STOPPED)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         reason = error_reason(trial)
@@ -98,8 +100,6 @@ class TrackingCallback(Callback):
         )
 
     def on_experiment_end(self, trials, **info):
-        live = {t.trial_id for t in trials if t.status in ("PENDING", "RUNNING", "PAUSED")}
-        self.recorder.reconcile(live_trial_ids=live)
         self.recorder.flush()
 
 

@@ -209,6 +209,14 @@ def run_sweep(
     from segcore.tracking.writer import SweepRecorder
 
     t0 = time.monotonic()
+    path = Path(spec.storage_path) / spec.name
+    if tune.Tuner.can_restore(path) and not resume:
+        # Checked before anything is recorded: a second sweep under the same name would mix two
+        # sweeps in one MLflow parent run and one Tune experiment.
+        raise ValueError(
+            f"name: sweep {spec.name!r} already has results in {path}: pass --resume to continue it, "
+            f"or give the sweep a new `name`"
+        )
     # Tune warns about frequent experiment snapshots, which short trials with per-epoch checkpoints
     # trigger by design; the snapshots are what --resume needs, so keep them and drop the warning.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -216,21 +224,8 @@ def run_sweep(
         # Our ProgressCallback prints one line per trial event; Ray's own reporter (its config box
         # and status tables) would interleave with it. The legacy reporter at verbose=0 is silent.
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    recorder = SweepRecorder(spec.tracking_uri, spec.experiment_name, spec.name)
-    spectrum = None
-    with tempfile.TemporaryDirectory(prefix="segcore-spectrum-") as tmp:
-        if spec.spectral.enabled:
-            log(f"spectral analysis of {spec.dataset.name}/{spec.spectral.split} (labels only) ...")
-            spectrum_dict, png = compute_spectrum(spec, tmp, progress=progress)
-            spectrum = spectrum_dict
-            parent = recorder.start_sweep(spec.to_dict(), spectrum=spectrum_dict, spectrum_png=png)
-        else:
-            parent = recorder.start_sweep(spec.to_dict())
-    log(f"sweep {spec.name!r}: MLflow experiment {spec.experiment_name!r} at {spec.tracking_uri}, parent run {parent}")
 
     started = connect(address, num_cpus=num_cpus)
-    notes: list[str] = []
-    status = "FAILED"
     try:
         notes = _check_capacity(spec, address)
         for note in notes:
@@ -241,29 +236,47 @@ def run_sweep(
             f"{spec.num_trials()} trial(s) of {spec.resources.cpu:g} CPU + {spec.resources.gpu:g} GPU, "
             f"{spec.max_concurrent} at a time"
         )
-        tuner, restored = build_tuner(spec, resume=resume, progress=progress)
-        if restored:
-            log(f"resuming sweep {spec.name!r} from {Path(spec.storage_path) / spec.name}")
-        result_grid = tuner.fit()
-        frame = results_frame(spec, result_grid)
-        live = set()
-        recorder.reconcile(live_trial_ids=live)
-        status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
+        recorder = SweepRecorder(spec.tracking_uri, spec.experiment_name, spec.name)
+        spectrum = None
+        with tempfile.TemporaryDirectory(prefix="segcore-spectrum-") as tmp:
+            if spec.spectral.enabled:
+                log(f"spectral analysis of {spec.dataset.name}/{spec.spectral.split} (labels only) ...")
+                spectrum, png = compute_spectrum(spec, tmp, progress=progress)
+                grid = spectrum["efficient_grid"]
+                log(
+                    f"efficient grid predicted from {spectrum['num_labels']} label map(s): stride {grid['by_miou']} "
+                    f"by oracle mIoU, stride {grid['by_energy']} by band energy"
+                )
+                parent = recorder.start_sweep(spec.to_dict(), spectrum=spectrum, spectrum_png=png)
+            else:
+                parent = recorder.start_sweep(spec.to_dict())
+        log(f"MLflow: experiment {spec.experiment_name!r} at {spec.tracking_uri}, parent run {parent or '(queued)'}")
+
+        status = "FAILED"
         try:
+            tuner, restored = build_tuner(spec, resume=resume, progress=progress)
+            if restored:
+                log(f"resuming sweep {spec.name!r} from {path}")
+            result_grid = tuner.fit()
+            frame = results_frame(spec, result_grid)
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            # Every trial has ended (or the driver is going down): no child run may stay RUNNING.
+            # An interrupted trial's run is reopened by `--resume` (the writer finds it by tags).
+            recorder.reconcile(live_trial_ids=None)
             recorder.end_sweep(status=status)
             recorder.flush()
-        finally:
-            if started:
-                ray.shutdown()
+    finally:
+        if started:
+            ray.shutdown()
     return SweepOutcome(
         spec=spec,
         trials=frame,
         parent_run_id=parent,
-        experiment_path=str(Path(spec.storage_path) / spec.name),
+        experiment_path=str(path),
         elapsed_s=time.monotonic() - t0,
         spectrum=spectrum,
         notes=notes,

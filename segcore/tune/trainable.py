@@ -10,16 +10,19 @@ driver), the trial runs on the CPU and says so in its results (``device``, ``gpu
 
 from __future__ import annotations
 
-import io
-import json
+import shutil
 import socket
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import ray
 from ray import tune
 
 from segcore.tracking import schema
+
+_FLUSH_TIMEOUT_S = 300.0
 
 __all__ = ["TrialContext", "run_trial", "node_label", "trial_dirname"]
 
@@ -57,26 +60,13 @@ def _device(config: dict[str, Any]) -> tuple[str, bool]:
     return "cpu", granted or wanted == "cuda"
 
 
-def _artifacts(result) -> dict[str, bytes]:
-    out: dict[str, bytes] = {
-        "per_class_iou.json": json.dumps(result.per_class_iou, indent=2).encode(),
-        "trial_result.json": json.dumps(
-            {"config": result.config, "metrics": result.metrics, "cost": result.cost,
-             "history": result.history, "device": result.device, "epochs_completed": result.epochs_completed},
-            indent=2, default=str,
-        ).encode(),
-    }
-    if getattr(result, "samples", None) is not None:
-        from PIL import Image
-
-        buf = io.BytesIO()
-        Image.fromarray(result.samples).save(buf, format="PNG")
-        out["samples.png"] = buf.getvalue()
-    return out
-
-
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
-    """One trial under Ray Tune (the trainable's body)."""
+    """One trial under Ray Tune (the trainable's body).
+
+    The last epoch's report is held back until ``fit`` has returned and the child run is complete
+    (final metrics, artifacts, ``completed``) and flushed: a scheduler may stop a trial at its last
+    report (ASHA stops every trial at ``max_t``), after which nothing in this function runs.
+    """
     import torch
 
     from segcore.train import fit
@@ -92,32 +82,51 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
 
     recorder = None
     if context.tracking_uri:
-        from segcore.tracking.writer import SweepRecorder
+        from segcore.tracking.writer import SweepRecorder, trial_artifacts
 
         recorder = SweepRecorder(context.tracking_uri, context.experiment, context.sweep_name)
         recorder.trial_run(trial_id, config, node=node)
+
+    extra = {"node": node, "device": device, "gpu_fallback": gpu_fallback}
+    held: dict[str, Any] = {}
+    # fit keeps the checkpoints it writes under `checkpoint_dir` (a temporary one it would delete
+    # when it returns), so the held-back last checkpoint outlives fit.
+    ckpt_root = Path(tempfile.mkdtemp(prefix=f"segcore-{trial_id}-"))
 
     def report(metrics: dict[str, float], checkpoint_dir: str | None) -> None:
         metrics = {k: float(v) for k, v in metrics.items()}
         if recorder is not None:
             recorder.log_epoch(trial_id, metrics, step=int(metrics[schema.METRIC_EPOCH]))
-        extra = {"node": node, "device": device, "gpu_fallback": gpu_fallback}
+        if metrics[schema.METRIC_EPOCH] >= context.epochs:
+            held.update(metrics=metrics, checkpoint_dir=checkpoint_dir)
+            return
         checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
         tune.report({**metrics, **extra}, checkpoint=checkpoint)
+        if checkpoint_dir:  # persisted to the storage path by now
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as resume_dir:
-            result = fit(config, report, resume_from=resume_dir)
-    else:
-        result = fit(config, report)
+    try:
+        fit_config = dict(config, checkpoint_dir=str(ckpt_root))
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as resume_dir:
+                result = fit(fit_config, report, resume_from=resume_dir)
+        else:
+            result = fit(fit_config, report)
 
-    if recorder is not None:
-        if result.epochs_completed >= context.epochs:
+        if recorder is not None and result.epochs_completed >= context.epochs:
             final = {**result.metrics, **result.cost}
-            recorder.finish_trial(trial_id, schema.STATUS_COMPLETED, metrics=final, artifacts=_artifacts(result))
-        # else: stopped early; the driver's callback marks it (it knows why).
-        recorder.flush()
+            recorder.finish_trial(trial_id, schema.STATUS_COMPLETED, metrics=final, artifacts=trial_artifacts(result))
+        if recorder is not None:
+            # The writer queues writes in a background thread: they must reach the store before
+            # this trial counts as done (the driver reconciles runs after the last trial). A long
+            # tracking outage holds the slot at most this long; the queue keeps retrying after.
+            recorder.flush(timeout=_FLUSH_TIMEOUT_S)
+        metrics = held.get("metrics") or {k: float(v) for k, v in result.metrics.items()}
+        ckpt = held.get("checkpoint_dir")
+        tune.report({**metrics, **extra}, checkpoint=tune.Checkpoint.from_directory(ckpt) if ckpt else None)
+    finally:
+        shutil.rmtree(ckpt_root, ignore_errors=True)
 
 
 def trial_dirname(trial) -> str:
