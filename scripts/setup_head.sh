@@ -17,14 +17,24 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
+[[ "$db" =~ ^[a-z_][a-z0-9_]*$ ]] || { echo "setup_head.sh: --db must be a plain lower-case name, got '$db'" >&2; exit 2; }
+
+# The launcher logs in as a sudoer; as root (a container, the tests' machine) no sudo is needed.
+as_root() { if [[ "$(id -u)" == 0 ]]; then "$@"; else sudo -n "$@"; fi; }
+as_postgres() {
+    if [[ "$(id -u)" == 0 ]]; then (cd / && runuser -u postgres -- "$@"); else (cd / && sudo -n -u postgres "$@"); fi
+}
+
 if ! command -v pg_lsclusters >/dev/null; then
-    sudo DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
 fi
-sudo systemctl enable --now postgresql 2>/dev/null || sudo service postgresql start
+if ! pg_isready -q; then
+    as_root systemctl enable --now postgresql 2>/dev/null || as_root service postgresql start
+    for _ in $(seq 1 30); do pg_isready -q && break; sleep 1; done
+fi
 
 user="$(id -un)"
-as_postgres() { (cd / && sudo -u postgres "$@"); }
 if [[ "$(as_postgres psql -tAc "SELECT 1 FROM pg_roles WHERE rolname = '${user}'")" != 1 ]]; then
     as_postgres createuser "$user"
 fi

@@ -33,10 +33,18 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
+# file_mounts syncs "." -- the directory `ray up` was run from -- to ~/segcore.
+if ! grep -qs '^name = "segcore"' "$repo/pyproject.toml"; then
+    echo "setup_node.sh: $repo holds no segcore checkout: run \`ray up\` from the repository root" >&2
+    exit 1
+fi
+
+# The launcher logs in as a sudoer; as root no sudo is needed.
+as_root() { if [[ "$(id -u)" == 0 ]]; then "$@"; else sudo -n "$@"; fi; }
 apt_install() {
     # Debian/Ubuntu images; on others install the named packages by hand beforehand.
-    sudo DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
 }
 
 # segcore needs Python >= 3.10 (pyproject.toml requires-python).
@@ -66,16 +74,16 @@ fi
 
 # Data sets and Tune storage at the same path on every node.
 for dir in "${dirs[@]}"; do
-    sudo mkdir -p "$dir"
-    sudo chown "$(id -un)" "$dir"
+    as_root mkdir -p "$dir"
+    as_root chown "$(id -un)" "$dir"
 done
 for spec in "${nfs_mounts[@]}"; do
     dir="${spec%%=*}"
     source="${spec#*=}"
     command -v mount.nfs4 >/dev/null || apt_install nfs-common
-    sudo mkdir -p "$dir"
+    as_root mkdir -p "$dir"
     if ! mountpoint -q "$dir"; then
-        sudo mount -t nfs4 -o nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport \
+        as_root mount -t nfs4 -o nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport \
             "$source" "$dir"
     fi
 done

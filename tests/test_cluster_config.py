@@ -137,8 +137,12 @@ def test_aws_config_has_cpu_head_and_autoscaling_gpu_workers():
 
 
 def test_onprem_config_becomes_one_local_node_type_over_the_given_ips():
+    from ray.autoscaler._private.commands import _bootstrap_config
+
     raw = load("cluster-onprem.yaml")
-    config = prepared("cluster-onprem.yaml")
+    # For the local provider, all that `ray up` does before its first SSH connection is offline:
+    # preparation, validation and the provider's bootstrap.
+    config = _bootstrap_config(copy.deepcopy(raw), no_config_cache=True)
     assert list(config["available_node_types"]) == ["local.cluster.node"]
     node = config["available_node_types"]["local.cluster.node"]
     assert node["max_workers"] == min(raw["max_workers"], len(raw["provider"]["worker_ips"]))
@@ -189,6 +193,45 @@ def test_yaml_commands_run_our_scripts_with_options_they_accept(name):
     assert "--serve-artifacts" in argv and option(argv, "--artifacts-destination")
     assert option(argv, "--backend-store-uri").startswith("postgresql+psycopg2://")
     assert option(argv, "--port") == "5000"
+    # MLflow's database is the one setup_head.sh creates.
+    db = called["setup_head.sh"][called["setup_head.sh"].index("--db") + 1]
+    assert re.fullmatch(rf"postgresql\+psycopg2:///{db}\?host=/var/run/postgresql",
+                        option(argv, "--backend-store-uri"))
+
+
+def ray_start_words(commands: list[str]) -> list[list[str]]:
+    """The arguments of every ``ray start`` in a list of shell command lines."""
+    out = []
+    for command in commands:
+        for part in re.split(r"[;&|]+", command):
+            words = shlex.split(part)
+            if words[:2] == ["ray", "start"]:
+                out.append(words[2:])
+    return out
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_start_commands_parse_with_rays_and_mlflows_own_cli(name):
+    """A misspelt option of `ray start` or `mlflow server` would only fail on the head."""
+    import click
+    from mlflow.cli import server as mlflow_server_cli
+    from ray.scripts.scripts import start as ray_start_cli
+
+    config = load(name)
+    head = ray_start_words(config["head_start_ray_commands"])
+    workers = ray_start_words(config["worker_start_ray_commands"])
+    assert len(head) == 1 and len(workers) == 1
+    head_params = ray_start_cli.make_context("ray start", list(head[0])).params
+    assert head_params["head"] and head_params["dashboard_host"] == "127.0.0.1"
+    # Without it the head's autoscaler never launches workers (Ray only warns at `ray up`).
+    assert head_params["autoscaling_config"] == "~/ray_bootstrap_config.yaml"
+    worker_params = ray_start_cli.make_context("ray start", list(workers[0])).params
+    assert worker_params["address"] == "$RAY_HEAD_IP:6379" and not worker_params["head"]
+    (argv,) = mlflow_server_argv(config)
+    params = mlflow_server_cli.make_context("mlflow server", argv[2:]).params
+    assert params["serve_artifacts"] and params["allowed_hosts"] == option(argv, "--allowed-hosts")
+    with pytest.raises(click.NoSuchOption):  # the check itself can fail
+        ray_start_cli.make_context("ray start", ["--head", "--dashbord-host=127.0.0.1"])
 
 
 def test_start_script_rejects_unknown_options_and_non_postgres_backends():
@@ -306,3 +349,27 @@ def test_cluster_provides_the_paths_the_cityscapes_sweep_names(name):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_setup_node_refuses_bad_input_before_changing_anything(tmp_path):
+    script = REPO / "scripts" / "setup_node.sh"
+
+    def run(*args, script=script):
+        return subprocess.run(["bash", str(script), *args], capture_output=True, text=True, timeout=30)
+
+    bad = run("--data-dir", "/data")
+    assert bad.returncode == 2 and "unknown option '--data-dir'" in bad.stderr
+    bad = run("--nfs", "fs-0abc.efs.us-west-2.amazonaws.com:/data")
+    assert bad.returncode == 2 and "--nfs takes DIR=SOURCE" in bad.stderr
+    # `ray up` run from another directory syncs that directory to ~/segcore instead.
+    (tmp_path / "scripts").mkdir()
+    elsewhere = tmp_path / "scripts" / "setup_node.sh"
+    elsewhere.write_text(script.read_text())
+    bad = run(script=elsewhere)
+    assert bad.returncode == 1 and "run `ray up` from the repository root" in bad.stderr
+    old = tmp_path / "python3.9"
+    old.write_text('#!/bin/sh\n[ "$1" = -V ] && echo "Python 3.9.18"\nexit 1\n')
+    old.chmod(0o755)
+    bad = run("--python", str(old), "--venv", str(tmp_path / "venv"))
+    assert bad.returncode == 1 and "needs Python >= 3.10" in bad.stderr
+    assert not (tmp_path / "venv").exists()

@@ -228,21 +228,41 @@ def test_restarted_driver_finds_its_runs_and_reconciles(sqlite_uri):
 
 
 def test_writers_in_two_processes_share_runs(sqlite_uri):
-    # A worker-side recorder (no start_sweep, unpickled) writes into the driver's runs.
+    # A worker-side recorder (unpickled, no start_sweep) logs the epochs; the driver's recorder
+    # (another instance) ends the run, as Tune's driver callback does for an early stop.
     driver = SweepRecorder(sqlite_uri, "unit", "sweep-w")
     parent = driver.start_sweep(SPEC)
-    run_id = driver.trial_run("w1", CONFIG)
     worker = pickle.loads(pickle.dumps(driver))
-    assert worker.trial_run("w1", CONFIG) == run_id
-    worker.log_epoch("w1", {"epoch": 1, "miou": 0.3}, step=1)
-    worker.finish_trial("w1", schema.STATUS_COMPLETED)
-    assert worker.parent_run_id == parent
+    assert worker.parent_run_id == parent  # resolved ids travel with the pickle
+    assert worker.trial_run("w1", {**CONFIG, "device": "cpu"}, node="worker-node",
+                            wait=False) == ""
+    for epoch in (1, 2):
+        worker.log_epoch("w1", {"epoch": epoch, "miou": 0.1 * epoch}, step=epoch)
     assert worker.flush(30) and worker.errors == []
+    run_id = worker.trial_run("w1", {**CONFIG, "device": "cpu"})
+    assert worker.flush(30)
+    callback = SweepRecorder(sqlite_uri, "unit", "sweep-w")
+    callback.finish_trial("w1", schema.STATUS_EARLY_STOPPED,
+                          {"epoch": 2, "miou": 0.2, "training_iteration": 2})
+    assert callback.flush(30) and callback.errors == []
     client = MlflowClient(sqlite_uri)
-    assert client.get_run(run_id).info.status == "FINISHED"
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags[schema.TAG_STATUS] == schema.STATUS_EARLY_STOPPED
+    assert run.data.tags[schema.TAG_NODE] == "worker-node"
+    assert _steps(client, run_id, "miou") == [1, 2]  # the final value is not logged twice
+    assert _steps(client, run_id, "training_iteration") == [2]
     assert len(_children(client, "unit", "sweep-w")) == 1
-    driver.close()
-    worker.close()
+    # A retried trial reopens the same run; the driver's config ("auto") does not clash.
+    assert callback.trial_run("w1", {**CONFIG, "device": "auto"}) == run_id
+    callback.finish_trial("w1", schema.STATUS_FAILED, error="ValueError: boom")
+    assert callback.flush(30) and callback.errors == []
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED" and run.data.params["device"] == "cpu"
+    assert run.data.tags[schema.TAG_NODE] == "worker-node"
+    assert schema.TAG_EARLY_STOPPED not in run.data.tags
+    for rec in (driver, worker, callback):
+        rec.close()
 
 
 def test_concurrent_find_or_create_leaves_one_run(sqlite_uri):

@@ -32,7 +32,6 @@ import json
 import logging
 import math
 import os
-import socket
 import tempfile
 import threading
 import time
@@ -276,11 +275,16 @@ class SweepRecorder:
     def __getstate__(self) -> dict[str, Any]:
         keys = ("tracking_uri", "experiment", "sweep_name", "retry_initial_s", "retry_max_s",
                 "sync_timeout_s", "flush_at_exit_s")
-        return {k: getattr(self, k) for k in keys}
+        state = {k: getattr(self, k) for k in keys}
+        # Ids already resolved travel too: the copy skips those look-ups.
+        state["ids"] = (self._experiment_id, self._parent_run_id)
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        ids = state.pop("ids", (None, None))
         self.__dict__.update(state)
         self._setup()
+        self._experiment_id, self._parent_run_id = ids
 
     def _setup(self) -> None:
         for name, value in _MLFLOW_HTTP_DEFAULTS.items():
@@ -333,12 +337,19 @@ class SweepRecorder:
                 self._note_error(f"spectrum_png {spectrum_png!r}: {exc}")
         return self._submit_and_wait(_Op("sweep", None, payload))
 
-    def trial_run(self, trial_id: str, config: Mapping[str, Any], node: str | None = None) -> str:
+    def trial_run(self, trial_id: str, config: Mapping[str, Any], node: str | None = None, *,
+                  wait: bool = True) -> str:
         """Find or create the child run of ``trial_id`` and mark it RUNNING.
 
         Logs every ``schema.KNOB_PARAMS`` ("None" when absent) and the flattened config as params,
-        the node as ``segcore.node`` (default: this host's name). Calling it again for the same
-        trial (a retry, a resumed driver) reuses the run.
+        ``node`` as ``segcore.node`` (None: the tag is left as it is). Calling it again for the
+        same trial (a retry, a resumed driver) reuses the run, RUNNING again, its last outcome
+        tags cleared. Params already on the run keep their first value.
+
+        Args:
+            wait: wait (up to ``sync_timeout_s``) for the run id. ``False`` returns at once (the
+                run id if already known, else ""), so a trial worker's training starts while
+                MLflow is imported and the run opened in the background.
 
         Returns:
             The run id ("" while the tracking store is unreachable; writes stay queued).
@@ -346,12 +357,17 @@ class SweepRecorder:
         params = flatten_config(dict(config))
         for knob in schema.KNOB_PARAMS:
             params.setdefault(knob, "None")
-        payload = {"params": params, "node": node or socket.gethostname(),
+        payload = {"params": params, "node": node,
                    "network": str(config.get("network", ""))}
         with self._lock:
             state = self._trials.setdefault(str(trial_id), _TrialState())
             state.params.update(params)
-        return self._submit_and_wait(_Op("trial", str(trial_id), payload))
+            known = state.run_id or ""
+        op = _Op("trial", str(trial_id), payload)
+        if not wait:
+            self._submit(op)
+            return known
+        return self._submit_and_wait(op)
 
     def log_epoch(self, trial_id: str, metrics: Mapping[str, Any], step: int) -> None:
         """Queue one epoch's metrics with ``step`` (the epoch). Non-numeric values, Tune
@@ -458,7 +474,7 @@ class SweepRecorder:
                 rows.append((key, value, timestamp, step))
             state.last_step = max(state.last_step, step)
         if rows:
-            self._submit(_Op("metrics", trial_id, {"rows": rows}))
+            self._submit(_Op("metrics", trial_id, {"rows": rows, "final": final}))
 
     def _submit(self, op: _Op) -> _Op:
         with self._lock:
@@ -721,10 +737,11 @@ class SweepRecorder:
         """The trial's run id, finding or creating a bare run when trial_run was not called here."""
         state = self._trial_state(trial_id)
         if state.run_id is None:
-            self._write_trial(trial_id, {"params": {}, "node": None, "network": ""})
+            self._write_trial(trial_id, {"params": {}, "node": None, "network": ""}, reopen=False)
         return state.run_id  # type: ignore[return-value]
 
-    def _write_trial(self, trial_id: str, payload: dict[str, Any]) -> str:
+    def _write_trial(self, trial_id: str, payload: dict[str, Any], reopen: bool = True) -> str:
+        """Find or create the trial's run; ``reopen``: a (re)started trial, RUNNING again."""
         from mlflow.entities import Param, RunTag
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
@@ -747,9 +764,9 @@ class SweepRecorder:
                 run, created = self._find_or_create(filt, create)
             state.run_id = run.info.run_id
             state.logged = {} if created else dict(run.data.params)
-            restarted = not created
+            restarted = reopen and not created
         else:
-            restarted = True
+            restarted = reopen
         run_id = state.run_id
         if restarted:
             # A retried or resumed trial: RUNNING again, last outcome cleared.
@@ -765,8 +782,9 @@ class SweepRecorder:
         for key, value in payload["params"].items():
             if key in logged:
                 if logged[key] != value:
-                    self._note_error(f"trial {trial_id}: param {key} is {logged[key]!r} in MLflow,"
-                                     f" not {value!r}; kept the first value")
+                    # e.g. the driver's config says device "auto" where the worker logged "cpu".
+                    _log.info("segcore tracking: trial %s param %s is %r in MLflow, not %r; kept "
+                              "the first value", trial_id, key, logged[key], value)
                 continue
             params.append(Param(key, value))
         tags = [RunTag(schema.TAG_ROLE, schema.ROLE_TRIAL)]
@@ -784,9 +802,14 @@ class SweepRecorder:
         by_run: dict[str, list[Any]] = {}
         for op in batch:
             run_id = self._run_of(op.key)
+            rows = op.payload["rows"]
+            if op.payload.get("final") and rows:
+                # Final values that equal the run's latest ones (logged per epoch, perhaps by
+                # another process) add nothing: not logged twice.
+                latest = self._call(self.client.get_run, run_id).data.metrics
+                rows = [r for r in rows if not _same(latest.get(r[0]), r[1])]
             by_run.setdefault(run_id, []).extend(
-                Metric(key, value, timestamp, step) for key, value, timestamp, step
-                in op.payload["rows"])
+                Metric(key, value, timestamp, step) for key, value, timestamp, step in rows)
         for run_id, metrics in by_run.items():
             self._log_batch(run_id, metrics=metrics)
             # Sent: a retry of this batch must not send them again.
@@ -848,6 +871,10 @@ class SweepRecorder:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+def _same(a: float | None, b: float) -> bool:
+    return a is not None and (a == b or (math.isnan(a) and math.isnan(b)))
+
 
 def _quote(value: str) -> str:
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"

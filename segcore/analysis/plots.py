@@ -1,0 +1,170 @@
+"""Rendering only: figures of a trial table, its front and a fitted :class:`TradeoffModel`.
+
+Each function draws one PNG and returns its path. Figures are built with the object-oriented
+Matplotlib API on the Agg canvas (no pyplot state, no display needed), one colour per network.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from segcore.analysis.pareto import parse_objectives, pareto_front
+from segcore.analysis.tradeoff import TradeoffModel, oracle_curves
+
+__all__ = ["front_pair", "network_colours", "plot_accuracy_vs_stride", "plot_front", "plot_measured_vs_predicted"]
+
+
+def _figure(width: float = 6.4, height: float = 4.4):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def network_colours(networks) -> dict[str, tuple]:
+    """A fixed colour per network name (sorted, tab10), shared by every figure of a report."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    return {name: cmap(i % 10) for i, name in enumerate(sorted(map(str, set(networks))))}
+
+
+def front_pair(objectives: Mapping[str, str]) -> dict[str, str]:
+    """The two objectives a front figure shows: miou vs gflops when both are objectives, else
+    the first two.
+
+    Raises:
+        ValueError: fewer than two objectives.
+    """
+    if len(objectives) < 2:
+        raise ValueError(f"a front figure needs two objectives, got {len(objectives)}: {', '.join(objectives)}")
+    if "miou" in objectives and "gflops" in objectives:
+        return {"miou": objectives["miou"], "gflops": objectives["gflops"]}
+    return dict(list(objectives.items())[:2])
+
+
+def plot_front(df: pd.DataFrame, path: str | os.PathLike,
+               objectives: Mapping[str, str] | None = None, by: str | None = "network") -> Path:
+    """Accuracy against cost for every trial, each network's front joined by a step line.
+
+    Args:
+        df: trial table.
+        path: PNG to write.
+        objectives: ``{y_column: dir, x_column: dir, ...}``; default miou vs gflops. With more than
+            two, miou vs gflops when both are there, else the first two (see :func:`front_pair`).
+        by: the column that colours the points and splits the fronts (None: one front).
+    """
+    objectives = front_pair(parse_objectives(objectives))
+    (ycol, _), (xcol, _) = objectives.items()
+    groups = df[by].astype(str) if by else pd.Series("all", index=df.index)
+    colours = network_colours(groups.unique())
+    fig = _figure()
+    ax = fig.add_subplot()
+    for name in sorted(groups.unique()):
+        sub = df[groups == name]
+        ax.scatter(sub[xcol], sub[ycol], s=22, alpha=0.45, color=colours[name])
+        front = pareto_front(sub, objectives).sort_values(xcol)
+        ax.plot(front[xcol], front[ycol], "o-", drawstyle="steps-post", color=colours[name],
+                label=f"{name} ({len(front)} on front / {len(sub)})")
+        for _, row in front.iterrows():
+            if "grid_stride" in row:
+                ax.annotate(_knob_label(row), (row[xcol], row[ycol]), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(xcol)
+    ax.set_ylabel(ycol)
+    ax.set_title("Pareto front" + (f" per {by}" if by else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _knob_label(row: pd.Series) -> str:
+    """``s8``, ``s8 k0.5 b4``: the knobs of a point, leaving out those at their dense default."""
+    label = f"s{row['grid_stride']:g}"
+    if "keep" in row and pd.notna(row["keep"]) and row["keep"] != 1:
+        label += f" k{row['keep']:g}"
+    if "block" in row and pd.notna(row["block"]) and row["block"] != 1:
+        label += f" b{row['block']:g}"
+    return label
+
+
+def plot_accuracy_vs_stride(df: pd.DataFrame, model: TradeoffModel, path: str | os.PathLike,
+                            spectrum: Mapping | None = None) -> Path:
+    """Measured accuracy per grid stride, the fitted curve (keep = 1, block = 1) and the spectral
+    oracle curve, with the measured and the spectral efficient grids marked, one panel per network."""
+    metric = model.metric
+    names = sorted(model.networks)
+    colours = network_colours(names)
+    fig = _figure(4.2 * max(len(names), 1), 4.0)
+    axes = fig.subplots(1, max(len(names), 1), sharey=True, squeeze=False)[0]
+    curves = oracle_curves(spectrum) if spectrum else model._curves
+    for ax, name in zip(axes, names):
+        sub = df[(df["network"].astype(str) == name) & df[metric].notna()]
+        lo = float(min(sub["grid_stride"].min(), curves.strides.min() if curves else np.inf))
+        hi = float(max(sub["grid_stride"].max(), curves.strides.max() if curves else 0))
+        grid = np.exp2(np.linspace(np.log2(lo), np.log2(hi), 100))
+        pure = (sub["keep"] == 1.0) & (sub["block"] == 1)
+        ax.scatter(sub.loc[pure, "grid_stride"], sub.loc[pure, metric], color=colours[name], s=28,
+                   label="measured (keep 1, block 1)", zorder=3)
+        if (~pure).any():
+            ax.scatter(sub.loc[~pure, "grid_stride"], sub.loc[~pure, metric], color=colours[name],
+                       s=18, alpha=0.35, marker="x", label="measured (other keep/block)")
+        fit = model.networks[name]
+        pred = model.predict_many(name, grid, np.ones_like(grid), np.ones_like(grid))[metric]
+        ax.plot(grid, pred, "-", color=colours[name],
+                label=f"fit: {fit.accuracy.kind} (LOO {fit.accuracy.loo_rmse:.3g})")
+        if curves is not None:
+            ax.plot(curves.strides, curves.grid, "k--", lw=1, label="spectral oracle mIoU")
+            spectral = model.spectral_efficient_grid.get("by_miou")
+            if spectral:
+                ax.axvline(spectral, color="k", ls=":", lw=1, label=f"spectral efficient grid {spectral}")
+        measured = fit.recommended.get("efficient_grid_measured")
+        if measured:
+            ax.axvline(measured, color=colours[name], ls="-.", lw=1, label=f"measured efficient grid {measured}")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("grid stride")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    axes[0].set_ylabel(metric)
+    return _save(fig, path)
+
+
+def plot_measured_vs_predicted(df: pd.DataFrame, model: TradeoffModel, path: str | os.PathLike) -> Path:
+    """Measured against fitted accuracy for every trial; the diagonal is a perfect fit."""
+    metric = model.metric
+    sub = df[df[metric].notna() & df["network"].astype(str).isin(model.networks)]
+    pred = model.predict_frame(sub)
+    colours = network_colours(model.networks)
+    fig = _figure(5.0, 4.6)
+    ax = fig.add_subplot()
+    for name in sorted(model.networks):
+        rows = sub["network"].astype(str) == name
+        acc = model.networks[name].accuracy
+        ax.scatter(sub.loc[rows, metric], pred[rows], color=colours[name], s=24,
+                   label=f"{name}: R² {acc.r2:.3f}, LOO RMSE {acc.loo_rmse:.3g}")
+    if len(sub):
+        lo = float(min(sub[metric].min(), pred.min()))
+        hi = float(max(sub[metric].max(), pred.max()))
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    ax.set_xlabel(f"measured {metric}")
+    ax.set_ylabel(f"predicted {metric}")
+    ax.set_title("Measured vs predicted")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+

@@ -1,0 +1,364 @@
+"""Reading a sweep back out of MLflow: one typed pandas row per trial, the spectrum, report artifacts.
+
+The reader of contract 3 (COMMON.md): it reads exactly what :class:`segcore.tracking.writer.SweepRecorder`
+writes — a parent run tagged ``segcore.role=sweep`` and one child run per trial tagged
+``segcore.role=trial`` with ``segcore.status``, ``segcore.network`` and ``segcore.node``; every
+:data:`~segcore.tracking.schema.KNOB_PARAMS` and the flattened trial config as params; metrics
+logged per epoch (step = epoch) with the final values under the same keys.
+
+MLflow stores params as strings (and under pandas 3 ``mlflow.search_runs`` keeps them as strings),
+so the types are restored here from :class:`segcore.config.trial.TrialConfig`'s field types: the
+knobs ``grid_stride`` and ``block`` come back as integers, ``keep`` and ``lr`` as floats.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import typing
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from segcore.tracking import schema
+
+if TYPE_CHECKING:  # MLflow is imported lazily: reading the schema or the docs stays light
+    from mlflow import MlflowClient
+    from mlflow.entities import Experiment, Run
+
+__all__ = [
+    "DEFAULT_TRACKING_URI",
+    "find_experiment",
+    "find_sweep_runs",
+    "load_spectrum",
+    "load_sweep_spec",
+    "load_trials",
+    "log_report_artifacts",
+    "resolve_tracking_uri",
+    "trial_runs",
+]
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # contract 5: SQLite in the working directory
+_PAGE = 1000
+
+# Columns that lead the table, in this order; everything else follows.
+_ID_COLUMNS = ("run_id", "trial_id", "sweep", "network", "status", "full_length", "node")
+_METRIC_COLUMNS = (
+    schema.METRIC_MIOU, schema.METRIC_PIXEL_ACCURACY, schema.METRIC_TRAIN_LOSS, schema.METRIC_EPOCH,
+    *schema.COST_METRICS,
+)
+# Run lifecycle -> our status, for runs the writer has not (yet) tagged with segcore.status.
+_RUN_STATUS = {"RUNNING": "running", "SCHEDULED": "running", "FAILED": schema.STATUS_FAILED,
+               "KILLED": "killed", "FINISHED": "untagged"}
+
+
+def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
+    """The tracking URI to read: the argument, else ``$MLFLOW_TRACKING_URI``, else the default.
+
+    A SQLite store that does not exist is an error (MLflow would silently create an empty one).
+
+    Raises:
+        FileNotFoundError: the URI names a SQLite file that is not there.
+    """
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):])
+        if not path.exists():
+            raise FileNotFoundError(
+                f"no MLflow store at {path.resolve()} (tracking URI {uri!r}): run a sweep first, "
+                "or pass --tracking-uri / tracking_uri= to point at the store that holds it"
+            )
+    return uri
+
+
+def _client(tracking_uri: str | None) -> MlflowClient:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
+
+
+def find_experiment(client: MlflowClient, experiment: str) -> Experiment:
+    """The active experiment named ``experiment`` (or with that id).
+
+    Raises:
+        ValueError: no such experiment; the message lists the experiments that exist.
+    """
+    found = client.get_experiment_by_name(experiment)
+    if found is None and experiment.isdigit():
+        try:
+            found = client.get_experiment(experiment)
+        except Exception:  # MLflow raises its own exception type for an unknown id
+            found = None
+    if found is None or found.lifecycle_stage != "active":
+        names = sorted(e.name for e in _all(client.search_experiments))
+        raise ValueError(
+            f"unknown experiment {experiment!r} in {client.tracking_uri}; "
+            f"existing experiments: {', '.join(names) or '(none)'}"
+        )
+    return found
+
+
+def _all(search, **kwargs) -> list:
+    """Every page of an MLflow ``search_*`` call."""
+    out, token = [], None
+    while True:
+        page = search(max_results=_PAGE, page_token=token, **kwargs)
+        out.extend(page)
+        token = page.token
+        if not token:
+            return out
+
+
+def find_sweep_runs(client: MlflowClient, experiment_id: str, sweep: str | None = None) -> list[Run]:
+    """Parent runs (``segcore.role=sweep``) of an experiment, newest first, optionally one sweep."""
+    flt = f"tags.`{schema.TAG_ROLE}` = '{schema.ROLE_SWEEP}'"
+    if sweep is not None:
+        flt += f" AND tags.`{schema.TAG_SWEEP}` = '{sweep}'"
+    return _all(client.search_runs, experiment_ids=[experiment_id], filter_string=flt,
+                order_by=["attributes.start_time DESC"])
+
+
+def trial_runs(client: MlflowClient, experiment_id: str, sweep: str | None = None) -> list[Run]:
+    """Child runs (``segcore.role=trial``) of an experiment, optionally of one sweep."""
+    flt = f"tags.`{schema.TAG_ROLE}` = '{schema.ROLE_TRIAL}'"
+    if sweep is not None:
+        flt += f" AND tags.`{schema.TAG_SWEEP}` = '{sweep}'"
+    return _all(client.search_runs, experiment_ids=[experiment_id], filter_string=flt)
+
+
+def _param_kinds() -> dict[str, type]:
+    """Python type of each flat TrialConfig field that MLflow turns into a string param."""
+    from segcore.config.trial import TrialConfig
+
+    kinds: dict[str, type] = {}
+    for name, field in TrialConfig.model_fields.items():
+        args = [a for a in typing.get_args(field.annotation) if a is not type(None)]
+        base = field.annotation if not args else (args[0] if len(args) == 1 else None)
+        if typing.get_origin(base) is typing.Literal:
+            base = type(typing.get_args(base)[0])
+        if base in (int, float, bool, str):
+            kinds[name] = base
+    # The knobs are typed by contract even if TrialConfig ever loosens them.
+    kinds.update(network=str, backbone=str, loss_at=str, truncation=str, block_mode=str,
+                 grid_stride=int, block=int, keep=float, lr=float)
+    return kinds
+
+
+def _none(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or value in ("None", "")
+
+
+def _cast_param(values: pd.Series, kind: type | None) -> pd.Series:
+    """One params column (strings) to its type; ``"None"`` and missing become NA."""
+    raw = values.where(~values.map(_none), None)
+    if kind is str:
+        return raw.astype("str").where(raw.notna(), None).astype("string")
+    if kind is bool:
+        return raw.map(lambda v: None if v is None else str(v).lower() in ("true", "1")).astype("boolean")
+    if kind in (int, float):
+        num = pd.to_numeric(raw, errors="coerce")
+        if kind is int:
+            return num.astype("int64") if num.notna().all() else num.astype("Int64")
+        return num.astype("float64")
+    # Unknown (nested options, tuples): numeric when every value is, else text.
+    num = pd.to_numeric(raw, errors="coerce")
+    if num.notna().sum() == raw.notna().sum() and raw.notna().any():
+        return num.astype("float64")
+    return raw.astype("string")
+
+
+def _status(run: Run) -> str:
+    tag = run.data.tags.get(schema.TAG_STATUS)
+    return tag if tag else _RUN_STATUS.get(run.info.status, run.info.status.lower())
+
+
+def runs_frame(runs: Iterable[Run]) -> pd.DataFrame:
+    """Trial runs -> one typed row per run (see :func:`load_trials` for the columns)."""
+    rows, params = [], []
+    for run in runs:
+        tags, data = run.data.tags, run.data
+        row: dict[str, Any] = {
+            "run_id": run.info.run_id,
+            "trial_id": tags.get(schema.TAG_TRIAL_ID),
+            "sweep": tags.get(schema.TAG_SWEEP),
+            "network": tags.get(schema.TAG_NETWORK) or data.params.get("network"),
+            "status": _status(run),
+            "node": tags.get(schema.TAG_NODE),
+            "error": tags.get(schema.TAG_ERROR),
+            "run_status": run.info.status,
+            "parent_run_id": tags.get("mlflow.parentRunId"),
+            "start_time": run.info.start_time,
+            "end_time": run.info.end_time,
+        }
+        row.update(data.metrics)
+        rows.append(row)
+        params.append(dict(data.params))
+    frame = pd.DataFrame(rows)
+    pframe = pd.DataFrame(params, index=frame.index)
+    kinds = _param_kinds()
+    if "network" in pframe.columns:
+        frame["network"] = frame["network"].fillna(pframe.pop("network"))
+    for name in pframe.columns:
+        # A metric never shares a param's name (contract 3); should one, the metric keeps it.
+        column = f"param.{name}" if name in frame.columns else name
+        frame[column] = _cast_param(pframe[name].astype(object), kinds.get(name))
+    return _finish_frame(frame)
+
+
+def _finish_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    for col in ("run_id", "trial_id", "sweep", "status", "node", "error", "run_status", "parent_run_id"):
+        if col not in frame.columns:
+            frame[col] = pd.Series(dtype="string")
+        frame[col] = frame[col].astype("string")
+    frame["network"] = frame.get("network", pd.Series(dtype="string", index=frame.index)).astype("string")
+    for col in _METRIC_COLUMNS:
+        frame[col] = pd.to_numeric(frame[col], errors="coerce") if col in frame else np.nan
+        frame[col] = frame[col].astype("float64")
+    for knob in schema.KNOB_PARAMS:
+        if knob not in frame.columns:
+            frame[knob] = pd.Series(pd.NA, index=frame.index, dtype=_KNOB_DTYPES.get(knob, "string"))
+    # Full length: ran every configured epoch. Belt and braces for schedulers that report an
+    # early-stopped trial as complete (DESIGN.md §4: only full-fidelity trials enter a front).
+    if "epochs" in frame.columns:
+        planned = pd.to_numeric(frame["epochs"], errors="coerce")
+        done = frame[schema.METRIC_EPOCH]
+        full = (frame["status"] == schema.STATUS_COMPLETED) & ~(planned.notna() & done.notna() & (done < planned))
+    else:
+        full = frame["status"] == schema.STATUS_COMPLETED
+    frame["full_length"] = full.fillna(False).astype(bool)
+    for col in ("start_time", "end_time"):
+        frame[col] = pd.to_datetime(pd.to_numeric(frame.get(col), errors="coerce"), unit="ms", utc=True)
+    frame["duration_s"] = (frame["end_time"] - frame["start_time"]).dt.total_seconds()
+    lead = list(dict.fromkeys([*_ID_COLUMNS, *schema.KNOB_PARAMS, *_METRIC_COLUMNS]))
+    rest = sorted(c for c in frame.columns if c not in lead)
+    return frame[lead + rest].reset_index(drop=True)
+
+
+_KNOB_DTYPES = {"grid_stride": "Int64", "block": "Int64", "keep": "float64"}
+
+
+def load_trials(
+    experiment: str,
+    tracking_uri: str | None = None,
+    include_partial: bool = False,
+    *,
+    sweep: str | None = None,
+) -> pd.DataFrame:
+    """One typed row per trial of an experiment (contract 4).
+
+    Args:
+        experiment: MLflow experiment name (or id).
+        tracking_uri: MLflow tracking URI; default ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``.
+        include_partial: also return trials that did not run every epoch — early stopped, failed,
+            killed or still running (their ``status`` and ``full_length`` columns say which).
+        sweep: only the trials of this sweep name (an experiment may hold several sweeps).
+
+    Returns:
+        Columns ``run_id, trial_id, sweep, network, status, full_length, node``, the knobs
+        (``network, backbone, grid_stride, loss_at, keep, truncation, block, block_mode``),
+        the metrics (``miou, pixel_accuracy, train_loss, epoch`` and every cost metric), then the
+        other params and metrics, ``run_status``, ``parent_run_id``, ``start_time``, ``end_time``,
+        ``duration_s``. Knob params are typed (``grid_stride``/``block`` int, ``keep``/``lr`` float,
+        names as strings). Rows are ordered by network, grid stride, keep, block.
+
+    Raises:
+        FileNotFoundError: the default SQLite store does not exist.
+        ValueError: unknown experiment (listing those that exist) or an experiment without trials.
+    """
+    client = _client(tracking_uri)
+    exp = find_experiment(client, experiment)
+    runs = trial_runs(client, exp.experiment_id, sweep)
+    if not runs:
+        where = f" for sweep {sweep!r}" if sweep else ""
+        raise ValueError(
+            f"experiment {exp.name!r} holds no trial runs{where} (runs tagged "
+            f"{schema.TAG_ROLE}={schema.ROLE_TRIAL}): has its sweep started any trial yet?"
+        )
+    frame = runs_frame(runs)
+    if not include_partial:
+        frame = frame[frame["full_length"]]
+    order = ["network", "grid_stride", "keep", "block", "trial_id"]
+    return frame.sort_values(order, na_position="last", kind="stable").reset_index(drop=True)
+
+
+def _parent_run(client: MlflowClient, experiment: str, sweep: str | None) -> Run:
+    exp = find_experiment(client, experiment)
+    parents = find_sweep_runs(client, exp.experiment_id, sweep)
+    if not parents:
+        where = f" named {sweep!r}" if sweep else ""
+        raise ValueError(f"experiment {exp.name!r} holds no sweep run{where} "
+                         f"(a run tagged {schema.TAG_ROLE}={schema.ROLE_SWEEP})")
+    return parents[0]
+
+
+def _parent_artifact(experiment: str, tracking_uri: str | None, sweep: str | None, path: str) -> str | None:
+    """The text of one artifact of the sweep's parent run, or None when it was not logged."""
+    client = _client(tracking_uri)
+    parent = _parent_run(client, experiment, sweep)
+    folder, name = os.path.split(path)
+    if name not in {Path(a.path).name for a in client.list_artifacts(parent.info.run_id, folder or None)}:
+        return None
+    with tempfile.TemporaryDirectory() as tmp, _quiet_downloads():
+        return Path(client.download_artifacts(parent.info.run_id, path, tmp)).read_text()
+
+
+def load_spectrum(
+    experiment: str, tracking_uri: str | None = None, *, sweep: str | None = None
+) -> dict | None:
+    """The ``spectrum.json`` logged on the sweep's parent run (the newest sweep unless named).
+
+    Returns:
+        The spectral analysis (issue 2's ``spectrum.json`` keys), or ``None`` when the sweep ran
+        without one.
+    """
+    text = _parent_artifact(experiment, tracking_uri, sweep, schema.ARTIFACT_SPECTRUM_JSON)
+    return None if text is None else json.loads(text)
+
+
+def load_sweep_spec(
+    experiment: str, tracking_uri: str | None = None, *, sweep: str | None = None
+) -> dict | None:
+    """The resolved sweep specification (``sweep.yaml``) logged on the sweep's parent run, or None."""
+    import yaml
+
+    text = _parent_artifact(experiment, tracking_uri, sweep, schema.ARTIFACT_SPEC)
+    return None if text is None else yaml.safe_load(text)
+
+
+@contextlib.contextmanager
+def _quiet_downloads():
+    """No progress bar for a one-file download (MLflow reads this variable on every call)."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    old = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+
+
+def log_report_artifacts(
+    experiment: str,
+    directory: str | os.PathLike,
+    tracking_uri: str | None = None,
+    *,
+    sweep: str | None = None,
+    artifact_path: str = "report",
+) -> str:
+    """Log every file of ``directory`` under ``artifact_path`` of the sweep's parent run.
+
+    Returns:
+        The parent run's id (the newest sweep of the experiment unless ``sweep`` names one).
+    """
+    client = _client(tracking_uri)
+    parent = _parent_run(client, experiment, sweep)
+    client.log_artifacts(parent.info.run_id, str(directory), artifact_path=artifact_path)
+    return parent.info.run_id

@@ -1,0 +1,169 @@
+"""The trade-off fit: known parameters recovered, model choice by cross-validation, cost model,
+recommendations, the report files. No MLflow here (see test_query.py for the store side)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from _sweep_store import SPECTRUM
+from segcore.analysis import fit_tradeoff
+from segcore.analysis.tradeoff import CALIBRATED_ORACLE, SATURATING, oracle_curves
+
+STRIDES = [1, 2, 4, 8, 16, 32]
+
+
+def _calibrated_table(params: dict[str, tuple[float, float]], noise: float = 0.002, seed: int = 0):
+    """Networks whose accuracy is c * oracle(s / keep) ** g, with GFLOPs = 5 + 40 (keep / s)^2."""
+    curves = oracle_curves(SPECTRUM)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for net, (c, g) in params.items():
+        for s in STRIDES:
+            for keep in (1.0, 0.5):
+                rows.append({"trial_id": f"{net}-{s}-{keep}", "network": net, "grid_stride": s,
+                             "keep": keep, "block": 1, "block_mode": "hard",
+                             "miou": c * curves.at_stride(s / keep)[()] ** g + rng.normal(0, noise),
+                             "gflops": 5.0 + 40.0 * (keep / s) ** 2,
+                             "status": "completed", "full_length": True})
+    return pd.DataFrame(rows)
+
+
+def _saturating_table(m=0.7, s0=6.0, p=2.5, noise=0.002, seed=1):
+    rng = np.random.default_rng(seed)
+    strides = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32]
+    return pd.DataFrame({"network": "unet", "grid_stride": strides, "keep": 1.0, "block": 1,
+                         "miou": [m / (1 + (s / s0) ** p) + rng.normal(0, noise) for s in strides],
+                         "gflops": [4.0 + 1.0 / s ** 2 for s in strides]})
+
+
+def test_calibrated_oracle_parameters_recovered():
+    truth = {"deeplabv3plus": (0.62, 2.0), "dan": (0.45, 0.7)}
+    model = fit_tradeoff(_calibrated_table(truth), SPECTRUM)
+    for net, (c, g) in truth.items():
+        fit = model.networks[net]
+        assert fit.accuracy.kind == CALIBRATED_ORACLE  # chosen by leave-one-out error
+        assert fit.accuracy.params["c"] == pytest.approx(c, rel=0.02)
+        assert fit.accuracy.params["g"] == pytest.approx(g, rel=0.06)
+        assert fit.accuracy.r2 > 0.99
+        assert fit.accuracy.loo_rmse < 0.005 < fit.candidates[SATURATING].loo_rmse
+        # Cost: 5 + 40 (keep/s)^2 exactly, and its LOO error is ~0.
+        assert fit.cost.coefficients == pytest.approx({"1": 5.0, "(keep/s)^2": 40.0}, abs=1e-6)
+        assert fit.cost.loo_rmse < 1e-6
+    pred = model.predict("dan", grid_stride=8, keep=0.5, block=1)
+    oracle16 = 0.74  # the oracle at stride 8 / 0.5 = 16
+    assert pred["miou"] == pytest.approx(0.45 * oracle16 ** 0.7, abs=0.005)
+    assert pred["gflops"] == pytest.approx(5 + 40 * (0.5 / 8) ** 2, abs=1e-6)
+
+
+def test_saturating_parameters_recovered_and_chosen_over_oracle():
+    df = _saturating_table()
+    alone = fit_tradeoff(df)  # no spectrum: only the free curve
+    assert alone.networks["unet"].accuracy.kind == SATURATING
+    params = alone.networks["unet"].accuracy.params
+    assert params["m"] == pytest.approx(0.7, rel=0.02)
+    assert params["s0"] == pytest.approx(6.0, rel=0.03)
+    assert params["p"] == pytest.approx(2.5, rel=0.05)
+    with_spectrum = fit_tradeoff(df, SPECTRUM)
+    fit = with_spectrum.networks["unet"]
+    assert fit.accuracy.kind == SATURATING  # the oracle's shape is wrong here and LOO says so
+    assert fit.candidates[SATURATING].loo_rmse < fit.candidates[CALIBRATED_ORACLE].loo_rmse
+
+
+def test_block_knob_uses_block_oracle():
+    curves = oracle_curves(SPECTRUM)
+    rows = [{"network": "dl", "grid_stride": s, "keep": 1.0, "block": b, "block_mode": "hard",
+             "miou": 0.5 * (curves.at_stride(s)[()] * curves.at_block(b, "hard")[0]) ** 1.5}
+            for s in (2, 4, 8) for b in (1, 4, 16)]
+    model = fit_tradeoff(pd.DataFrame(rows), SPECTRUM)
+    fit = model.networks["dl"].accuracy
+    assert fit.kind == CALIBRATED_ORACLE
+    assert (fit.params["c"], fit.params["g"]) == pytest.approx((0.5, 1.5), rel=1e-4)
+    assert model.predict("dl", 4, 1.0, 8)["miou"] == pytest.approx(0.5 * (0.95 * 0.85) ** 1.5, rel=1e-4)
+    # Block 4 already loses > 1%: the measured efficient block is 1, the spectral one 2.
+    table = model.recommendations()
+    assert table.loc[0, "efficient_block_measured"] == 1
+    assert table.loc[0, "efficient_block_spectral"] == SPECTRUM["efficient_block"]
+
+
+def test_recommendations_and_efficient_grid():
+    # Flat to stride 4, then falling: measured efficient grid 4 at a 1% tolerance.
+    rows = [(1, 0.600, 10.0), (2, 0.598, 6.0), (4, 0.597, 5.0), (8, 0.55, 4.8), (16, 0.40, 4.7)]
+    df = pd.DataFrame([{"network": "dl", "grid_stride": s, "keep": 1.0, "block": 1, "miou": y,
+                        "gflops": g, "trial_id": f"s{s}"} for s, y, g in rows])
+    model = fit_tradeoff(df, SPECTRUM, tolerance=0.01)
+    rec = model.networks["dl"].recommended
+    assert rec["efficient_grid_measured"] == 4
+    assert rec["cheapest_within_tolerance"]["trial_id"] == "s4"
+    assert rec["best"]["trial_id"] == "s1"
+    # Kneedle on the front (all five points): s4 lies farthest above the chord.
+    assert rec["knee"]["trial_id"] == "s4"
+    table = model.recommendations()
+    assert table.loc[0, "efficient_grid_spectral"] == SPECTRUM["efficient_grid"]["by_miou"]
+    assert table.loc[0, "efficient_grid_spectral_energy"] == SPECTRUM["efficient_grid"]["by_energy"]
+    assert 1 <= table.loc[0, "efficient_grid_fitted"] <= 16
+
+
+def test_partial_failed_and_nan_trials_are_not_fitted():
+    df = _calibrated_table({"dl": (0.6, 1.5)})
+    clean = fit_tradeoff(df, SPECTRUM).networks["dl"].accuracy.params
+    noisy = pd.concat([df, pd.DataFrame([
+        {"network": "dl", "grid_stride": 2, "keep": 1.0, "block": 1, "miou": 0.01, "gflops": 1.0,
+         "status": "early_stopped", "full_length": False},
+        {"network": "dl", "grid_stride": 4, "keep": 1.0, "block": 1, "miou": math.nan, "gflops": 1.0,
+         "status": "failed", "full_length": False},
+        {"network": "dl", "grid_stride": 8, "keep": 1.0, "block": 1, "miou": math.nan, "gflops": 1.0,
+         "status": "completed", "full_length": True},
+    ])], ignore_index=True)
+    assert fit_tradeoff(noisy, SPECTRUM).networks["dl"].accuracy.params == pytest.approx(clean)
+
+
+def test_few_points_fall_back_without_cross_validation():
+    df = pd.DataFrame({"network": ["a", "b", "b"], "grid_stride": [4, 2, 8], "keep": 1.0, "block": 1,
+                       "miou": [0.5, 0.6, 0.4], "gflops": [3.0, 4.0, 2.0]})
+    model = fit_tradeoff(df, SPECTRUM)
+    a = model.networks["a"].accuracy
+    assert a.kind == CALIBRATED_ORACLE and a.params["g"] == 1.0 and math.isnan(a.loo_rmse)
+    # One point, pure oracle shape: the prediction at another stride follows the oracle curve.
+    assert model.predict("a", 8)["miou"] == pytest.approx(0.5 * 0.88 / 0.95, rel=1e-6)
+    assert model.networks["b"].accuracy.r2 == pytest.approx(1.0)
+
+
+def test_bad_input():
+    df = _saturating_table()
+    model = fit_tradeoff(df)
+    with pytest.raises(KeyError, match="network 'dan' was not fitted; fitted networks: unet"):
+        model.predict("dan", 4)
+    with pytest.raises(ValueError, match="keep in \\(0, 1\\]"):
+        model.predict("unet", 4, keep=1.5)
+    with pytest.raises(KeyError, match="missing column\\(s\\) block.*columns that exist: network"):
+        fit_tradeoff(df.drop(columns="block"))
+    with pytest.raises(ValueError, match="no full-length trial with a finite 'miou'"):
+        fit_tradeoff(df.assign(miou=math.nan))
+    with pytest.raises(ValueError, match="spectrum: missing key 'oracle_miou'"):
+        fit_tradeoff(df, {"strides": [1, 2]})
+
+
+def test_report_files(tmp_path):
+    from segcore.analysis.report import build_report, write_report
+
+    df = _calibrated_table({"deeplabv3plus": (0.62, 2.0), "dan": (0.45, 0.7)})
+    report = build_report(df, SPECTRUM, experiment="synthetic-sweep")
+    files = write_report(report, tmp_path)
+    for name in ("json", "csv", "front", "accuracy_vs_stride", "measured_vs_predicted", "html"):
+        assert files[name].is_file() and files[name].stat().st_size > 0
+    data = json.loads(files["json"].read_text())
+    assert data["networks"] == ["dan", "deeplabv3plus"]
+    assert data["hypervolume"]["all"] >= max(data["hypervolume"]["dan"], data["hypervolume"]["deeplabv3plus"])
+    assert data["tradeoff"]["networks"]["dan"]["accuracy"]["kind"] == CALIBRATED_ORACLE
+    assert {r["network"] for r in data["recommendations"]} == {"dan", "deeplabv3plus"}
+    html = files["html"].read_text()
+    # Self-contained: the PNGs are embedded, nothing is fetched.
+    assert html.count("data:image/png;base64,") == 3 and "src=\"http" not in html
+    png = html.split("data:image/png;base64,")[1].split('"')[0]
+    assert base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n"

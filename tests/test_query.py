@@ -1,0 +1,96 @@
+"""Reading a sweep back from MLflow (SQLite store written in contract 3's layout)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from _sweep_store import SPECTRUM, artifact_text, sqlite_uri, trial, write_sweep
+from segcore.analysis import load_spectrum, load_trials
+from segcore.tracking import query, schema
+
+pytest.importorskip("mlflow")
+
+TRIALS = [
+    trial("t1", "deeplabv3plus", 2, 0.60, 10.0, node="10.0.0.1"),
+    trial("t2", "deeplabv3plus", 8, 0.50, 9.0, keep=0.5, node="10.0.0.2"),
+    trial("t3", "dan", 4, 0.55, 6.0, block=4),
+    trial("t4", "dan", 8, 0.30, 5.0, status=schema.STATUS_EARLY_STOPPED, epochs_run=1),
+    trial("t5", "unet", 4, None, 3.0, status=schema.STATUS_FAILED),
+    # Tagged completed but stopped after 1 of 2 epochs (ASHA + multi-objective Optuna, DESIGN.md §4)
+    trial("t6", "unet", 16, 0.20, 2.0, epochs_run=1),
+]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = sqlite_uri(root)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)  # artifacts go under this test's directory
+        parent = write_sweep(uri, "camvid", TRIALS)
+        write_sweep(uri, "no-spectrum", [trial("n1", "dan", 4, 0.4, 1.0)], sweep="s2", spectrum=None)
+        from mlflow import MlflowClient
+
+        MlflowClient(uri).create_experiment("empty")
+        yield {"uri": uri, "parent": parent, "root": root}
+
+
+def test_typed_table_of_completed_trials(store):
+    df = load_trials("camvid", store["uri"])
+    assert df["trial_id"].tolist() == ["t3", "t1", "t2"]  # ordered by network, stride
+    assert df["grid_stride"].dtype == "int64" and df["block"].dtype == "int64"
+    assert df["keep"].dtype == "float64" and df["lr"].dtype == "float64"
+    for col in ("network", "backbone", "loss_at", "truncation", "block_mode"):
+        assert pd.api.types.is_string_dtype(df[col]), col
+    assert df["epochs"].dtype == "int64" and df["amp"].dtype == "boolean"
+    assert df["backbone"].isna().all()  # logged as "None"
+    row = df.set_index("trial_id").loc["t2"]
+    assert (row["network"], row["grid_stride"], row["keep"], row["block"]) == ("deeplabv3plus", 8, 0.5, 1)
+    assert row["miou"] == pytest.approx(0.50)  # the final value, not the first epoch's
+    assert row["epoch"] == 2 and row["node"] == "10.0.0.2" and row["status"] == "completed"
+    assert df.set_index("trial_id").loc["t3", "block"] == 4
+    assert (df["sweep"] == "sweep-1").all() and (df["parent_run_id"] == store["parent"]).all()
+
+
+def test_partial_trials_on_request(store):
+    df = load_trials("camvid", store["uri"], include_partial=True).set_index("trial_id")
+    assert set(df.index) == {f"t{i}" for i in range(1, 7)}
+    assert df.loc["t4", "status"] == schema.STATUS_EARLY_STOPPED and not df.loc["t4", "full_length"]
+    assert df.loc["t5", "status"] == schema.STATUS_FAILED and pd.isna(df.loc["t5", "miou"])
+    assert df.loc["t5", "error"].startswith("FloatingPointError") and pd.isna(df.loc["t1", "error"])
+    assert df.loc["t6", "status"] == schema.STATUS_COMPLETED and not df.loc["t6", "full_length"]
+    assert df["full_length"].sum() == 3
+
+
+def test_spectrum_and_spec(store):
+    assert load_spectrum("camvid", store["uri"]) == SPECTRUM
+    assert load_spectrum("no-spectrum", store["uri"]) is None
+    spec = query.load_sweep_spec("camvid", store["uri"])
+    assert spec["name"] == "sweep-1" and list(spec["objectives"]) == ["miou", "gflops"]
+
+
+def test_sweep_filter(store):
+    assert len(load_trials("camvid", store["uri"], sweep="sweep-1")) == 3
+    with pytest.raises(ValueError, match="no trial runs for sweep 'other'"):
+        load_trials("camvid", store["uri"], sweep="other")
+
+
+def test_unknown_and_empty_experiment(store, tmp_path):
+    with pytest.raises(ValueError, match="unknown experiment 'camvd'.*existing experiments: "
+                                         "Default, camvid, empty, no-spectrum"):
+        load_trials("camvd", store["uri"])
+    with pytest.raises(ValueError, match="experiment 'empty' holds no trial runs"):
+        load_trials("empty", store["uri"])
+    with pytest.raises(ValueError, match="holds no sweep run"):
+        load_spectrum("empty", store["uri"])
+    with pytest.raises(FileNotFoundError, match="no MLflow store at .*nothing.db"):
+        load_trials("camvid", f"sqlite:///{tmp_path / 'nothing.db'}")
+    assert not (tmp_path / "nothing.db").exists()  # and none was created
+
+
+def test_log_report_artifacts(store, tmp_path):
+    (tmp_path / "report.html").write_text("<html>ok</html>")
+    run_id = query.log_report_artifacts("camvid", tmp_path, store["uri"])
+    assert run_id == store["parent"]
+    assert artifact_text(store["uri"], run_id, "report/report.html") == "<html>ok</html>"
