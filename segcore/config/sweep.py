@@ -584,26 +584,25 @@ def _check_combinations(spec: SweepSpec, errors: list[tuple[str, str]]) -> None:
     knobs = spec.searched_knobs()
     first = {n: (k.grid_values()[0] if k.kind in ("choice", "int") or k.step else k.low) for n, k in knobs.items()}
     reported = set()
-    for net in spec.networks:
-        points = [(None, None)]
+    for i, net in enumerate(spec.networks):
+        try:
+            validate_config(spec.trial_config(dict(first, network=net)))
+        except (ValueError, KeyError) as exc:
+            # The network fails with every knob at its first value: one message, not one per knob.
+            errors.append((f"networks[{i}]", f"network {net!r}: {exc.args[0] if exc.args else exc}"))
+            continue
         for name, knob in knobs.items():
             if name == "network":
                 continue
             values = knob.grid_values() if knob.kind in ("choice", "int") or knob.step else [knob.low, knob.high]
-            points += [(name, v) for v in values]
-        for name, value in points:
-            sampled = dict(first, network=net)
-            if name is not None:
-                sampled[name] = value
-            try:
-                validate_config(spec.trial_config(sampled))
-            except (ValueError, KeyError) as exc:
-                where = f"space.{name}" if name else "networks"
-                msg = exc.args[0] if exc.args else str(exc)
-                if (where, msg) not in reported:
-                    reported.add((where, msg))
-                    shown = f"{name}={value!r} with " if name else ""
-                    errors.append((where, f"{shown}network {net!r}: {msg}"))
+            for value in values:
+                try:
+                    validate_config(spec.trial_config(dict(first, network=net, **{name: value})))
+                except (ValueError, KeyError) as exc:
+                    msg = exc.args[0] if exc.args else str(exc)
+                    if (name, msg) not in reported:
+                        reported.add((name, msg))
+                        errors.append((f"space.{name}", f"{name}={value!r} with network {net!r}: {msg}"))
 
 
 def validate_spec(spec: SweepSpec, *, check_paths: bool = True) -> list[tuple[str, str]]:
