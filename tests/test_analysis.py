@@ -167,3 +167,21 @@ def test_report_files(tmp_path):
     assert html.count("data:image/png;base64,") == 3 and "src=\"http" not in html
     png = html.split("data:image/png;base64,")[1].split('"')[0]
     assert base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_image_scale_reads_the_oracle_at_native_strides():
+    """Trials trained at half scale: their stride s spans 2s native label pixels, and they are
+    scored against labels already at stride 2, so the oracle is read relative to stride 2."""
+    curves = oracle_curves(SPECTRUM)
+    rows = [{"network": "dl", "grid_stride": s, "keep": 1.0, "block": 1, "image_scale": 0.5,
+             "miou": 0.5 * (curves.at_stride(2 * s)[()] / 0.98) ** 2.0, "gflops": 1.0 + 8.0 / s ** 2}
+            for s in (1, 2, 4, 8, 16)]
+    model = fit_tradeoff(pd.DataFrame(rows), SPECTRUM)
+    fit = model.networks["dl"]
+    assert fit.image_scale == 0.5 and fit.accuracy.kind == CALIBRATED_ORACLE
+    assert (fit.accuracy.params["c"], fit.accuracy.params["g"]) == pytest.approx((0.5, 2.0), rel=1e-4)
+    assert model.predict("dl", 4)["miou"] == pytest.approx(0.5 * (0.88 / 0.98) ** 2, rel=1e-4)  # native 8
+    assert model.predict("dl", 4, image_scale=1.0)["miou"] == pytest.approx(0.5 * 0.95 ** 2, rel=1e-4)
+    # The spectral efficient grid (native 2 by mIoU, 4 by energy) is stride 1 and 2 at scale 0.5.
+    row = model.recommendations().iloc[0]
+    assert (row["efficient_grid_spectral"], row["efficient_grid_spectral_energy"]) == (1.0, 2.0)

@@ -152,7 +152,7 @@ def write_report(report: Report, out_dir: str | os.PathLike) -> dict[str, Path]:
     if len(report.objectives) >= 2:
         pngs["front"] = plots.plot_front(report.trials, out / "front.png", report.objectives)
     pngs["accuracy_vs_stride"] = plots.plot_accuracy_vs_stride(
-        report.trials, report.model, out / "accuracy_vs_stride.png", report.spectrum)
+        report.trials, report.model, out / "accuracy_vs_stride.png")
     pngs["measured_vs_predicted"] = plots.plot_measured_vs_predicted(
         report.trials, report.model, out / "measured_vs_predicted.png")
     files.update(pngs)
@@ -191,8 +191,9 @@ def _html(report: Report, pngs: Mapping[str, Path]) -> str:
         _table(report.model.summary()),
         _img(pngs["accuracy_vs_stride"]), _img(pngs["measured_vs_predicted"]),
         "<h2>Recommended configurations and the efficient grid</h2>",
-        f"<p>Spectral prediction from labels alone: efficient grid by oracle mIoU "
-        f"{spectral.get('by_miou', '-')}, by band energy {spectral.get('by_energy', '-')}.</p>",
+        f"<p>Spectral prediction from labels alone (native label pixels): efficient grid by oracle "
+        f"mIoU {spectral.get('by_miou', '-')}, by band energy {spectral.get('by_energy', '-')}; the "
+        "table gives it in the trials' grid strides (native stride &times; image scale).</p>",
         _table(report.model.recommendations()),
     ]
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
