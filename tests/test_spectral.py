@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -32,12 +33,48 @@ def random_blobs(height: int, width: int, num_classes: int, seed: int, scale: in
     return fine[oy : oy + height, ox : ox + width].contiguous()
 
 
-def reference_stats(labels: torch.Tensor, stride: int, num_classes: int, ignore_index: int | None):
-    """Oracle confusions and CE floor of one map by the plain definitions in labels.py."""
+def exact_soft_prediction(labels: torch.Tensor, stride: int, num_classes: int, ignore_index: int | None) -> torch.Tensor:
+    """Soft oracle prediction from the definition, in exact rational arithmetic: proportions per
+    cell, bilinear up-sampling with ``align_corners=False`` (source coordinate ``(y + 0.5) / s - 0.5``,
+    clamped to the grid), arg-max with ties to the lower class."""
+    h, w = labels.shape
+    counts = seg_labels.class_counts(labels, stride, num_classes, ignore_index)[0]
+    gh, gw = counts.shape[-2:]
+    totals = counts.sum(0)
+
+    def prop(c, i, j):
+        t = int(totals[i, j])
+        return Fraction(int(counts[c, i, j]), t) if t else Fraction(0)
+
+    def axis(y, n):
+        src = max(Fraction(2 * y + 1, 2 * stride) - Fraction(1, 2), Fraction(0))
+        i0 = min(math.floor(src), n - 1)
+        i1 = min(i0 + 1, n - 1)
+        return i0, i1, src - i0
+
+    pred = torch.zeros(h, w, dtype=torch.long)
+    for y in range(h):
+        y0, y1, ly = axis(y, gh)
+        for x in range(w):
+            x0, x1, lx = axis(x, gw)
+            vals = [
+                (1 - ly) * ((1 - lx) * prop(c, y0, x0) + lx * prop(c, y0, x1))
+                + ly * ((1 - lx) * prop(c, y1, x0) + lx * prop(c, y1, x1))
+                for c in range(num_classes)
+            ]
+            pred[y, x] = vals.index(max(vals))
+    return pred
+
+
+def reference_stats(labels: torch.Tensor, stride: int, num_classes: int, ignore_index: int | None, exact: bool):
+    """Oracle confusions and CE floor of one map by the plain definitions in labels.py (soft
+    prediction in exact arithmetic when ``exact``, else in float32 as labels.py computes it)."""
     h, w = labels.shape
     props = seg_labels.grid_proportions(labels, stride, num_classes, ignore_index)
-    up = seg_labels.upsample_proportions(props, stride, (h, w))
-    soft = confusion_matrix(up.argmax(0), labels, num_classes, ignore_index)
+    up = seg_labels.upsample_proportions(props.double(), stride, (h, w))
+    pred = exact_soft_prediction(labels, stride, num_classes, ignore_index) if exact else (
+        seg_labels.upsample_proportions(props, stride, (h, w)).argmax(0))
+    soft = confusion_matrix(pred, labels, num_classes, ignore_index)
     major = seg_labels.grid_majority(labels, stride, num_classes, ignore_index)
     major = torch.where(major == ignore_index, torch.zeros_like(major), major) if ignore_index is not None else major
     hard = confusion_matrix(seg_labels.upsample_labels(major, stride, (h, w)), labels, num_classes, ignore_index)
@@ -46,7 +83,7 @@ def reference_stats(labels: torch.Tensor, stride: int, num_classes: int, ignore_
         valid &= labels != ignore_index
     p = up / up.sum(0, keepdim=True).clamp_min(1e-30)
     p_true = p.gather(0, labels.clamp(0, num_classes - 1)[None])[0]
-    ce = float(-torch.log(p_true[valid].double()).sum())
+    ce = float(-torch.log(p_true[valid]).sum())
     return soft, hard, ce, int(valid.sum())
 
 
@@ -171,7 +208,7 @@ def test_matches_plain_definitions_on_odd_sizes_with_ignore(method):
         hard = torch.zeros(4, 4, dtype=torch.int64)
         ce, n = 0.0, 0
         for m in maps:
-            a, b, c, v = reference_stats(m, s, 4, 255)
+            a, b, c, v = reference_stats(m, s, 4, 255, exact=method == "fast")
             soft, hard, ce, n = soft + a, hard + b, ce + c, n + v
         assert r.oracle_miou_soft[i] == pytest.approx(scores_from_confusion(soft).miou, abs=1e-9), s
         assert r.oracle_miou_majority[i] == pytest.approx(scores_from_confusion(hard).miou, abs=1e-9), s
