@@ -27,7 +27,7 @@ import yaml
 psycopg2 = pytest.importorskip("psycopg2")
 mlflow = pytest.importorskip("mlflow")
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres"}
