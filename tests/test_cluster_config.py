@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = ["cluster.yaml", "cluster-onprem.yaml"]
 SCRIPT_RE = re.compile(r"~/segcore/(scripts/[\w.-]+\.sh)")
 ALL_INTERFACES = {"0.0.0.0", "::", "[::]", "*", ""}
+HEAD_IP = "10.0.0.10"
 
 
 def load(name: str) -> dict:
@@ -60,7 +61,9 @@ def mlflow_server_argv(config: dict) -> list[list[str]]:
         argv = script_argv(command)
         if argv and argv[0].endswith("start_mlflow.sh"):
             printed = subprocess.run(
-                ["bash", *argv, "--print-command"], capture_output=True, text=True, check=True
+                # A fixed private address keeps the check independent of this machine's network.
+                ["bash", *argv, "--advertise", HEAD_IP, "--print-command"],
+                capture_output=True, text=True, check=True,
             ).stdout
             out.append(shlex.split(printed))
         elif re.search(r"(^|[\s;&|])mlflow\s+server\b", command):
@@ -254,10 +257,10 @@ def test_head_services_are_not_bound_to_all_interfaces_without_allowed_hosts(nam
     (argv,) = mlflow_server_argv(config)
     allowed = option(argv, "--allowed-hosts").split(",")
     # Workers reach the server by the head's private address, the laptop through the tunnel.
-    assert {"localhost:5000", "127.0.0.1:5000"} <= set(allowed)
+    assert {f"{HEAD_IP}:5000", "localhost:5000", "127.0.0.1:5000"} <= set(allowed)
     if name == "cluster-onprem.yaml":
         # On premise a host may have public interfaces: bind the private address only.
-        assert option(argv, "--host") not in ALL_INTERFACES
+        assert option(argv, "--host") == HEAD_IP
 
 
 @pytest.mark.parametrize(
