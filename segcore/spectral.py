@@ -11,8 +11,9 @@ size ``b``:
   labels against the up-sampled proportions);
 * the **oracle mIoU of block annotation** (hard majority / soft proportions per ``b x b`` block,
   up-sampled and scored against the dense labels) and its **annotation cost**;
-* the **efficient grid**: the coarsest stride whose oracle mIoU stays within ``tolerance`` of the
-  dense score, and the coarsest whose ``E(s)`` reaches ``energy_threshold``.
+* the **efficient grid**: the coarsest stride whose oracle mIoU (the better of the two decodings)
+  stays within ``tolerance`` of the dense score, and the coarsest whose ``E(s)`` reaches
+  ``energy_threshold``; likewise the **efficient block** size for annotation.
 
 Seed paper: Chen, Chiu, Wu, "Spectral Analysis for Semantic Segmentation with Applications on
 Feature Truncation and Weak Annotation", arXiv 2012.14123.
@@ -1008,9 +1009,12 @@ def _finish(acc, dataset, strides, blocks, tolerance, energy_threshold, started,
         mixed.append(st.mixed_cells / st.labelled_cells if st.labelled_cells else 0.0)
     # Stride 1 reproduces the labels, so the dense score is exactly 1 (NaN only without pixels).
     dense = 1.0 if valid_pixels else float("nan")
-    by_miou = efficient_size(strides, soft, dense * (1 - tolerance))
+    # The oracle of a grid is the better of its two decodings: a network may learn either.
+    best_grid = [max(a, b) for a, b in zip(soft, major)]
+    best_block = [max(a, b) for a, b in zip(hard_b, soft_b)]
+    by_miou = efficient_size(strides, best_grid, dense * (1 - tolerance))
     by_energy = efficient_size(strides, band_energy, energy_threshold)
-    efficient_block = efficient_size(blocks, hard_b, dense * (1 - tolerance))
+    efficient_block = efficient_size(blocks, best_block, dense * (1 - tolerance))
     names = list(_dataset_attr(dataset, "class_names", ()) or [f"class_{i}" for i in range(c)])
     shares = (acc.class_pixels.double() / max(valid_pixels, 1)).cpu().tolist()
     return SpectrumResult(

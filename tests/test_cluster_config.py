@@ -210,6 +210,7 @@ def ray_start_words(commands: list[str]) -> list[list[str]]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CONFIGS)
 def test_start_commands_parse_with_rays_and_mlflows_own_cli(name):
     """A misspelt option of `ray start` or `mlflow server` would only fail on the head."""
@@ -373,3 +374,29 @@ def test_setup_node_refuses_bad_input_before_changing_anything(tmp_path):
     bad = run("--python", str(old), "--venv", str(tmp_path / "venv"))
     assert bad.returncode == 1 and "needs Python >= 3.10" in bad.stderr
     assert not (tmp_path / "venv").exists()
+
+
+def readme_cluster_section() -> str:
+    text = (REPO / "README.md").read_text()
+    start = text.index("## Running on a cluster")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end > 0 else None]
+
+
+@pytest.mark.slow
+def test_readme_job_commands_are_valid_sweeps(capsys):
+    """The entrypoints the README submits with `ray job submit ... --` validate as written."""
+    from segcore.cli import main
+
+    section = readme_cluster_section()
+    entrypoints = re.findall(r"^\s+(segcore sweep .+)$", section, flags=re.M)
+    assert len(entrypoints) == 2  # AWS and on premise: the same but for the head's address
+    aws, onprem = (shlex.split(e) for e in entrypoints)
+    assert "http://<head-private-ip>:5000" in aws and "http://<head_ip>:5000" in onprem
+    argv = [w.replace("<head-private-ip>", "10.0.0.10") for w in aws]
+    assert argv == [w.replace("<head_ip>", "10.0.0.10") for w in onprem]
+    assert argv[:2] == ["segcore", "sweep"] and option(argv, "--address") == "auto"
+    assert main(["sweep", str(REPO / argv[2]), *argv[3:], "--dry-run"]) == 0
+    assert "tracking:   http://10.0.0.10:5000" in capsys.readouterr().out
+    assert "ray up cluster.yaml" in section and "ray up cluster-onprem.yaml" in section
+    assert "ray attach cluster.yaml -p 5000" in section and "ray dashboard cluster.yaml" in section

@@ -162,17 +162,23 @@ def run(args: argparse.Namespace) -> int:
 
     options = _dataset_options(args.dataset_option)
     dataset = build_dataset(args.dataset, args.root, args.split, labels_only=args.labels_only, **options)
-    result = analyze(
-        dataset,
-        strides=args.strides,
-        blocks=args.blocks,
-        tolerance=args.tolerance,
-        energy_threshold=args.energy_threshold,
-        limit=args.limit,
-        device=args.device,
-        progress=not args.no_progress,
-        workers=args.workers,
-    )
+    try:
+        result = analyze(
+            dataset,
+            strides=args.strides,
+            blocks=args.blocks,
+            tolerance=args.tolerance,
+            energy_threshold=args.energy_threshold,
+            limit=args.limit,
+            device=args.device,
+            progress=not args.no_progress,
+            workers=args.workers,
+        )
+    except ValueError as exc:
+        message = str(exc)
+        if message.startswith(("strides:", "blocks:")):  # name the command-line option
+            raise ValueError(f"--{message}") from exc
+        raise
     # Everything is rendered into a temporary folder first: a failure leaves --out untouched.
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
