@@ -351,6 +351,22 @@ def test_cluster_provides_the_paths_the_cityscapes_sweep_names(name):
         )
 
 
+def test_aws_gpu_worker_fits_the_cityscapes_trials_it_is_sized_for():
+    """A worker must hold as many trials as its GPU takes: CPUs must not be what limits it."""
+    spec_path = REPO / "sweeps" / "cityscapes.yaml"
+    if not spec_path.exists():
+        pytest.skip("sweeps/cityscapes.yaml not in this tree")
+    per_trial = yaml.safe_load(spec_path.read_text())["resources"]
+    config = prepared("cluster.yaml")
+    worker = config["available_node_types"]["gpu_worker"]["resources"]
+    by_gpu = worker["GPU"] / per_trial["gpu"]
+    by_cpu = worker["CPU"] // per_trial["cpu"]
+    assert by_gpu >= 1 and by_cpu >= by_gpu, (
+        f"gpu_worker {worker} runs {min(by_gpu, by_cpu):g} cityscapes trials "
+        f"({per_trial} each); its GPU could take {by_gpu:g}"
+    )
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
 
