@@ -103,6 +103,8 @@ def compute_spectrum(spec: SweepSpec, out_dir: str | Path, progress: bool = True
         strides=tuple(spec.spectral.strides),
         blocks=tuple(spec.spectral.blocks),
         limit=spec.spectral.limit,
+        tolerance=spec.spectral.tolerance,
+        energy_threshold=spec.spectral.energy_threshold,
         progress=progress,
     )
     png = str(Path(out_dir) / "spectrum.png")
