@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = ["cluster.yaml", "cluster-onprem.yaml"]
 SCRIPT_RE = re.compile(r"~/segcore/(scripts/[\w.-]+\.sh)")
 ALL_INTERFACES = {"0.0.0.0", "::", "[::]", "*", ""}
+HEAD_IP = "10.0.0.10"
 
 
 def load(name: str) -> dict:
@@ -60,7 +61,9 @@ def mlflow_server_argv(config: dict) -> list[list[str]]:
         argv = script_argv(command)
         if argv and argv[0].endswith("start_mlflow.sh"):
             printed = subprocess.run(
-                ["bash", *argv, "--print-command"], capture_output=True, text=True, check=True
+                # A fixed private address keeps the check independent of this machine's network.
+                ["bash", *argv, "--advertise", HEAD_IP, "--print-command"],
+                capture_output=True, text=True, check=True,
             ).stdout
             out.append(shlex.split(printed))
         elif re.search(r"(^|[\s;&|])mlflow\s+server\b", command):
@@ -254,10 +257,10 @@ def test_head_services_are_not_bound_to_all_interfaces_without_allowed_hosts(nam
     (argv,) = mlflow_server_argv(config)
     allowed = option(argv, "--allowed-hosts").split(",")
     # Workers reach the server by the head's private address, the laptop through the tunnel.
-    assert {"localhost:5000", "127.0.0.1:5000"} <= set(allowed)
+    assert {f"{HEAD_IP}:5000", "localhost:5000", "127.0.0.1:5000"} <= set(allowed)
     if name == "cluster-onprem.yaml":
         # On premise a host may have public interfaces: bind the private address only.
-        assert option(argv, "--host") not in ALL_INTERFACES
+        assert option(argv, "--host") == HEAD_IP
 
 
 @pytest.mark.parametrize(
@@ -346,6 +349,22 @@ def test_cluster_provides_the_paths_the_cityscapes_sweep_names(name):
             f"{field}: {path} (sweeps/cityscapes.yaml) is not under a directory that {name}'s "
             f"setup provides on every node: {sorted(dirs)}"
         )
+
+
+def test_aws_gpu_worker_fits_the_cityscapes_trials_it_is_sized_for():
+    """A worker must hold as many trials as its GPU takes: CPUs must not be what limits it."""
+    spec_path = REPO / "sweeps" / "cityscapes.yaml"
+    if not spec_path.exists():
+        pytest.skip("sweeps/cityscapes.yaml not in this tree")
+    per_trial = yaml.safe_load(spec_path.read_text())["resources"]
+    config = prepared("cluster.yaml")
+    worker = config["available_node_types"]["gpu_worker"]["resources"]
+    by_gpu = worker["GPU"] / per_trial["gpu"]
+    by_cpu = worker["CPU"] // per_trial["cpu"]
+    assert by_gpu >= 1 and by_cpu >= by_gpu, (
+        f"gpu_worker {worker} runs {min(by_gpu, by_cpu):g} cityscapes trials "
+        f"({per_trial} each); its GPU could take {by_gpu:g}"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -219,6 +219,16 @@ def test_laptop_reads_the_sweep_back_through_the_server(head_mlflow):
     assert float(row["gflops"]) == pytest.approx(1.5)
 
 
+def test_laptop_pareto_command_through_the_server(head_mlflow, capsys):
+    """README: ``segcore pareto cityscapes --tracking-uri http://127.0.0.1:5000`` (the tunnel)."""
+    pytest.importorskip("segcore.analysis", reason="segcore.analysis not in this checkout")
+    from segcore.cli import main
+
+    assert main(["pareto", "cityscapes-smoke", "--tracking-uri", head_mlflow["uri"]]) == 0
+    out = capsys.readouterr().out
+    assert "1 trials" in out and "Pareto front" in out and "unet" in out
+
+
 def test_stop_script_ends_the_head_server(head_mlflow):
     port = head_mlflow["port"]
     # Stopping (a repeated `ray up` does it first) ends the whole session start_mlflow.sh made.

@@ -129,6 +129,10 @@ class SpectralSpec(_Strict):
     limit: int | None = Field(None, ge=1)
     strides: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
     blocks: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+    # The efficient grid: the coarsest stride whose oracle mIoU is within `tolerance` of dense, or
+    # whose band energy reaches `energy_threshold` (DESIGN.md §2).
+    tolerance: float = Field(0.01, gt=0.0, lt=1.0)
+    energy_threshold: float = Field(0.95, gt=0.0, le=1.0)
 
 
 class SearchSpec(_Strict):

@@ -103,6 +103,8 @@ def compute_spectrum(spec: SweepSpec, out_dir: str | Path, progress: bool = True
         strides=tuple(spec.spectral.strides),
         blocks=tuple(spec.spectral.blocks),
         limit=spec.spectral.limit,
+        tolerance=spec.spectral.tolerance,
+        energy_threshold=spec.spectral.energy_threshold,
         progress=progress,
     )
     png = str(Path(out_dir) / "spectrum.png")
@@ -269,6 +271,8 @@ def run_sweep(
             recorder.reconcile(live_trial_ids=None)
             recorder.end_sweep(status=status)
             recorder.flush()
+            # On a slow store start_sweep may have returned before the run existed ("").
+            parent = parent or recorder.parent_run_id or ""
     finally:
         if started:
             ray.shutdown()
