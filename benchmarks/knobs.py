@@ -8,7 +8,8 @@ prints mIoU, GFLOPs and decoder GFLOPs with their ratios to the baseline and wri
 
     PYTHONPATH=. python benchmarks/knobs.py [--root ../shared/data/camvid] [--networks ...]
 
-Budget (defaults): images at 0.25 scale (90 x 120), 3 epochs of 20 batches of 8, full val split.
+Budget (defaults, sized for a shared 2-core machine): images at 0.25 scale (90 x 120), 2 epochs of
+12 batches of 8, scored on the first 64 validation images.
 The short budget ranks settings against each other; it is not a converged accuracy.
 """
 
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> dict:
     base = dict(
         dataset="camvid", data_root=str(args.root), image_scale=args.scale, grid_stride=4, keep=1.0, block=1,
         epochs=args.epochs, batch_size=args.batch_size, max_train_batches=args.batches, lr=args.lr,
+        max_val_batches=args.val_batches,
         optimizer="adamw", seed=0, device="cpu", cache_data=True, latency_repeats=5,
     )
     rows = []
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> dict:
         "benchmark": "knobs",
         "dataset": "camvid",
         "split": "train -> val",
-        "budget": {k: base[k] for k in ("image_scale", "epochs", "batch_size", "max_train_batches", "lr", "optimizer")},
+        "budget": {k: base[k] for k in ("image_scale", "epochs", "batch_size", "max_train_batches", "max_val_batches", "lr", "optimizer")},
         "machine": {"platform": platform.platform(), "threads": args.threads, "torch": torch.__version__},
         "total_seconds": time.perf_counter() - start,
         "rows": rows,
@@ -106,8 +108,9 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="CamVid root (SegNet layout)")
     parser.add_argument("--networks", nargs="+", default=["deeplabv3plus_tiny", "dan_tiny", "unet_tiny"])
     parser.add_argument("--scale", type=float, default=0.25, help="image scale (0.25: 90 x 120)")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batches", type=int, default=20, help="training batches per epoch")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batches", type=int, default=12, help="training batches per epoch")
+    parser.add_argument("--val-batches", type=int, default=8, help="validation batches (of --batch-size)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=5e-3)
     parser.add_argument("--threads", type=int, default=2)
