@@ -44,7 +44,7 @@ def easy(**overrides) -> dict:
     ({"dataset": "imagenet"}, r"config.dataset: unknown dataset 'imagenet'; valid datasets: .*camvid"),
     ({"dataset": "camvid", "data_root": "/nonexistent/camvid"}, r"config.data_root: /nonexistent/camvid is not a folder"),
     ({"dataset": "camvid"}, r"config.data_root: dataset 'camvid' needs a root"),
-    ({"model_options": {"depth": 9}}, r"config.model_options: UNet depth must be an integer in 1..6"),
+    ({"model_options": {"depth": 9}}, r"config.model_options: network .unet_tiny.: UNet depth must be an integer in 1..6"),
     ({"truncation": "dct"}, r"config.truncation: Input should be 'fft' or 'resize'"),
     ({"lr": -1}, r"config.lr: Input should be greater than 0"),
 ])
