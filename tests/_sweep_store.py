@@ -26,7 +26,7 @@ SPECTRUM = {
     "blocks": [1, 2, 4, 8, 16, 32],
     "block_oracle_miou": {"hard": [1.0, 0.97, 0.93, 0.85, 0.7, 0.5],
                           "soft": [1.0, 0.98, 0.95, 0.88, 0.74, 0.55]},
-    "efficient_grid": {"by_miou": 2, "by_energy": 4},
+    "efficient_grid": {"by_miou": 2, "by_energy": 4}, "tolerance": 0.02, "energy_threshold": 0.95,
     "efficient_block": 2,
 }
 

@@ -192,8 +192,10 @@ def _html(report: Report, pngs: Mapping[str, Path]) -> str:
         _img(pngs["accuracy_vs_stride"]), _img(pngs["measured_vs_predicted"]),
         "<h2>Recommended configurations and the efficient grid</h2>",
         f"<p>Spectral prediction from labels alone (native label pixels): efficient grid by oracle "
-        f"mIoU {spectral.get('by_miou', '-')}, by band energy {spectral.get('by_energy', '-')}; the "
-        "table gives it in the trials' grid strides (native stride &times; image scale).</p>",
+        f"mIoU {spectral.get('by_miou', '-')}, by band energy {spectral.get('by_energy', '-')}. The "
+        "table gives it in the trials' grid strides: by oracle mIoU re-derived with this report's "
+        "tolerance relative to the oracle at the trials' own resolution, by energy as native "
+        "stride &times; image scale.</p>",
         _table(report.model.recommendations()),
     ]
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"

@@ -442,12 +442,26 @@ class TradeoffModel:
         return pd.DataFrame(rows)
 
     def spectral_in_trial_units(self, network: str) -> dict[str, float | None]:
-        """The spectral predictions (native label pixels) as grid strides / blocks of the network's
-        trials: ``native * image_scale`` (a stride 8 of 480 x 360 labels is a stride 4 at scale 0.5)."""
+        """The spectral predictions as grid strides / blocks of the network's trials.
+
+        ``grid_by_miou``: the coarsest grid whose oracle mIoU stays within ``tolerance`` of the
+        oracle at the trials' own dense resolution — the spectral efficient grid re-derived for
+        labels scored at ``image_scale`` (equal to the spectrum's ``efficient_grid.by_miou`` at
+        scale 1 and the same tolerance). ``grid_by_energy`` and ``block``: the spectrum's values
+        converted, ``native * image_scale`` (a stride 8 of 480 x 360 labels is a stride 4 at 0.5).
+        """
         ratio = float(self._ratio(self._network(network).image_scale))
+
         def conv(v):
             return None if v is None else float(v) * ratio
-        return {"grid_by_miou": conv(self.spectral_efficient_grid.get("by_miou")),
+
+        by_miou = conv(self.spectral_efficient_grid.get("by_miou"))
+        if self._curves is not None:
+            dense = 1.0 / ratio
+            strides = np.unique(np.concatenate([[dense], self._curves.strides[self._curves.strides >= dense]]))
+            relative = self._curves.at_stride(strides) / self._curves.at_stride(dense)
+            by_miou = float(strides[relative >= (1.0 - self.tolerance) - 1e-12].max() * ratio)
+        return {"grid_by_miou": by_miou,
                 "grid_by_energy": conv(self.spectral_efficient_grid.get("by_energy")),
                 "block": conv(self.spectral_efficient_block)}
 
