@@ -20,7 +20,7 @@ usage() {
 usage: start_mlflow.sh --backend-store-uri URI --artifacts-destination DIR_OR_URI
                        [--host ADDR|private] [--port N] [--advertise ADDR] [--workers N]
                        [--state-dir DIR] [--wait SECONDS] [--print-command]
-  --host           address to bind; "private" (default) = this node's private IP
+  --host           address to bind; "private" (default) = the --advertise address
   --advertise      address workers use to reach the server (default: this node's private IP)
   --print-command  print the mlflow server command line and exit (used by the tests)
 USAGE
@@ -65,9 +65,11 @@ esac
 
 # The first address of `hostname -I` is the node's private address on EC2 and on a typical LAN
 # (EC2 public IPv4 addresses are NAT'ed and never appear on the instance's interfaces).
-private_ip="$(hostname -I 2>/dev/null | awk '{print $1}')"
-[[ -n "$advertise" ]] || advertise="${private_ip:-127.0.0.1}"
-[[ "$host" != "private" ]] || host="${private_ip:?cannot find this node\'s private IP; pass --host}"
+if [[ -z "$advertise" ]]; then
+    advertise="$(hostname -I 2>/dev/null | awk '{print $1}')"
+    [[ -n "$advertise" ]] || { echo "start_mlflow.sh: cannot find this node's private IP; pass --advertise" >&2; exit 2; }
+fi
+[[ "$host" != "private" ]] || host="$advertise"
 
 allowed="${advertise}:${port},${advertise},localhost:${port},127.0.0.1:${port},localhost,127.0.0.1"
 origins="http://${advertise}:${port},http://localhost:${port},http://127.0.0.1:${port}"

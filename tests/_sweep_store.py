@@ -26,7 +26,7 @@ SPECTRUM = {
     "blocks": [1, 2, 4, 8, 16, 32],
     "block_oracle_miou": {"hard": [1.0, 0.97, 0.93, 0.85, 0.7, 0.5],
                           "soft": [1.0, 0.98, 0.95, 0.88, 0.74, 0.55]},
-    "efficient_grid": {"by_miou": 2, "by_energy": 4},
+    "efficient_grid": {"by_miou": 2, "by_energy": 4}, "tolerance": 0.02, "energy_threshold": 0.95,
     "efficient_block": 2,
 }
 
@@ -45,15 +45,17 @@ def trial(trial_id: str, network: str, grid_stride: int, miou: float | None, gfl
 
 
 def write_sweep(tracking_uri: str, experiment: str, trials: list[dict[str, Any]], *,
-                sweep: str = "sweep-1", spectrum: dict | None = SPECTRUM) -> str:
+                sweep: str = "sweep-1", spectrum: dict | None = SPECTRUM,
+                objectives: dict[str, str] | None = None) -> str:
     """Record one sweep through the tracking room's :class:`SweepRecorder` (the writer of
     contract 3), so the reader is tested against what a real sweep writes. Returns the parent run id.
     """
     from segcore.tracking.writer import SweepRecorder
 
     recorder = SweepRecorder(tracking_uri, experiment, sweep)
-    recorder.start_sweep({"name": sweep, "experiment": experiment, "num_samples": len(trials)},
-                         spectrum=spectrum)
+    spec = {"name": sweep, "experiment": experiment, "num_samples": len(trials),
+            "objectives": objectives or {"miou": "max", "gflops": "min"}}
+    recorder.start_sweep(spec, spectrum=spectrum)
     for t in trials:
         recorder.trial_run(t["trial_id"], t["config"], node=t["node"])
         final = t["metrics"]

@@ -104,7 +104,8 @@ def test_recommendations_and_efficient_grid():
     # Kneedle on the front (all five points): s4 lies farthest above the chord.
     assert rec["knee"]["trial_id"] == "s4"
     table = model.recommendations()
-    assert table.loc[0, "efficient_grid_spectral"] == SPECTRUM["efficient_grid"]["by_miou"]
+    # The spectral grid under the same 1% criterion: the oracle loses 2% at stride 2, so 1.
+    assert table.loc[0, "efficient_grid_spectral"] == 1.0
     assert table.loc[0, "efficient_grid_spectral_energy"] == SPECTRUM["efficient_grid"]["by_energy"]
     assert 1 <= table.loc[0, "efficient_grid_fitted"] <= 16
 
@@ -167,3 +168,35 @@ def test_report_files(tmp_path):
     assert html.count("data:image/png;base64,") == 3 and "src=\"http" not in html
     png = html.split("data:image/png;base64,")[1].split('"')[0]
     assert base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_image_scale_reads_the_oracle_at_native_strides():
+    """Trials trained at half scale: their stride s spans 2s native label pixels, and they are
+    scored against labels already at stride 2, so the oracle is read relative to stride 2."""
+    curves = oracle_curves(SPECTRUM)
+    rows = [{"network": "dl", "grid_stride": s, "keep": 1.0, "block": 1, "image_scale": 0.5,
+             "miou": 0.5 * (curves.at_stride(2 * s)[()] / 0.98) ** 2.0, "gflops": 1.0 + 8.0 / s ** 2}
+            for s in (1, 2, 4, 8, 16)]
+    model = fit_tradeoff(pd.DataFrame(rows), SPECTRUM)
+    fit = model.networks["dl"]
+    assert fit.image_scale == 0.5 and fit.accuracy.kind == CALIBRATED_ORACLE
+    assert (fit.accuracy.params["c"], fit.accuracy.params["g"]) == pytest.approx((0.5, 2.0), rel=1e-4)
+    assert model.predict("dl", 4)["miou"] == pytest.approx(0.5 * (0.88 / 0.98) ** 2, rel=1e-4)  # native 8
+    assert model.predict("dl", 4, image_scale=1.0)["miou"] == pytest.approx(0.5 * 0.95 ** 2, rel=1e-4)
+    # The spectral efficient grid (native 2 by mIoU, 4 by energy) is stride 1 and 2 at scale 0.5.
+    row = model.recommendations().iloc[0]
+    assert (row["efficient_grid_spectral"], row["efficient_grid_spectral_energy"]) == (1.0, 2.0)
+
+
+def test_spectral_efficient_grid_at_the_trials_resolution():
+    """At scale 0.25 the trials' dense grid is native stride 4 (oracle 0.95): within 10% of it
+    stay native 8 (0.88) and 16 (0.74 / 0.95 = 0.78 does not), so stride 2 in trial pixels."""
+    rows = [{"network": "dl", "grid_stride": s, "keep": 1.0, "block": 1, "image_scale": 0.25,
+             "miou": 0.5 - 0.01 * s, "gflops": 1.0} for s in (1, 2, 4)]
+    model = fit_tradeoff(pd.DataFrame(rows), SPECTRUM, tolerance=0.1)
+    spectral = model.spectral_in_trial_units("dl")
+    assert spectral["grid_by_miou"] == 2.0
+    assert spectral["grid_by_energy"] == 1.0 and spectral["block"] == 0.5
+    # At scale 1 and the spectrum's tolerance it is the spectrum's own efficient grid.
+    same = fit_tradeoff(pd.DataFrame(rows).assign(image_scale=1.0), SPECTRUM, tolerance=0.02)
+    assert same.spectral_in_trial_units("dl")["grid_by_miou"] == SPECTRUM["efficient_grid"]["by_miou"]

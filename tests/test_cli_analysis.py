@@ -31,6 +31,9 @@ def store(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         parent = write_sweep(uri, "camvid", TRIALS)
+        blocks = [trial(f"b{b}", "dan", 4, 0.6 - 0.02 * b, 5.0, block=b, annotation_units=100.0 / b ** 2)
+                  for b in (1, 2, 4)]
+        write_sweep(uri, "blocks", blocks, sweep="blocks", objectives={"miou": "max", "annotation_units": "min"})
         yield {"uri": uri, "parent": parent, "root": root}
 
 
@@ -66,6 +69,14 @@ def test_partial_trials_only_on_request(store, capsys):
     front = capsys.readouterr().out.split("Pareto front")[1].split("hypervolume")[0]
     # Admitted, the early-stopped u8 (the cheapest) joins the four full-length front trials.
     assert "5 of 9 trials" in front and " u8 " in front and "early_stopped" in front
+
+
+def test_default_objectives_are_the_sweeps(store, capsys, tmp_path):
+    assert main(["pareto", "blocks", "--tracking-uri", store["uri"], "--plot", str(tmp_path / "b.png")]) == 0
+    out = capsys.readouterr().out
+    # Every block size trades accuracy for labelling: all three are on the front.
+    assert "Pareto front (miou max, annotation_units min): 3 of 3 trials" in out
+    assert (tmp_path / "b.png").is_file()
 
 
 def test_bad_input(store, capsys):

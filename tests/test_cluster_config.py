@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = ["cluster.yaml", "cluster-onprem.yaml"]
 SCRIPT_RE = re.compile(r"~/segcore/(scripts/[\w.-]+\.sh)")
 ALL_INTERFACES = {"0.0.0.0", "::", "[::]", "*", ""}
+HEAD_IP = "10.0.0.10"
 
 
 def load(name: str) -> dict:
@@ -60,7 +61,9 @@ def mlflow_server_argv(config: dict) -> list[list[str]]:
         argv = script_argv(command)
         if argv and argv[0].endswith("start_mlflow.sh"):
             printed = subprocess.run(
-                ["bash", *argv, "--print-command"], capture_output=True, text=True, check=True
+                # A fixed private address keeps the check independent of this machine's network.
+                ["bash", *argv, "--advertise", HEAD_IP, "--print-command"],
+                capture_output=True, text=True, check=True,
             ).stdout
             out.append(shlex.split(printed))
         elif re.search(r"(^|[\s;&|])mlflow\s+server\b", command):
@@ -210,6 +213,7 @@ def ray_start_words(commands: list[str]) -> list[list[str]]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CONFIGS)
 def test_start_commands_parse_with_rays_and_mlflows_own_cli(name):
     """A misspelt option of `ray start` or `mlflow server` would only fail on the head."""
@@ -253,10 +257,10 @@ def test_head_services_are_not_bound_to_all_interfaces_without_allowed_hosts(nam
     (argv,) = mlflow_server_argv(config)
     allowed = option(argv, "--allowed-hosts").split(",")
     # Workers reach the server by the head's private address, the laptop through the tunnel.
-    assert {"localhost:5000", "127.0.0.1:5000"} <= set(allowed)
+    assert {f"{HEAD_IP}:5000", "localhost:5000", "127.0.0.1:5000"} <= set(allowed)
     if name == "cluster-onprem.yaml":
         # On premise a host may have public interfaces: bind the private address only.
-        assert option(argv, "--host") not in ALL_INTERFACES
+        assert option(argv, "--host") == HEAD_IP
 
 
 @pytest.mark.parametrize(
@@ -347,6 +351,22 @@ def test_cluster_provides_the_paths_the_cityscapes_sweep_names(name):
         )
 
 
+def test_aws_gpu_worker_fits_the_cityscapes_trials_it_is_sized_for():
+    """A worker must hold as many trials as its GPU takes: CPUs must not be what limits it."""
+    spec_path = REPO / "sweeps" / "cityscapes.yaml"
+    if not spec_path.exists():
+        pytest.skip("sweeps/cityscapes.yaml not in this tree")
+    per_trial = yaml.safe_load(spec_path.read_text())["resources"]
+    config = prepared("cluster.yaml")
+    worker = config["available_node_types"]["gpu_worker"]["resources"]
+    by_gpu = worker["GPU"] / per_trial["gpu"]
+    by_cpu = worker["CPU"] // per_trial["cpu"]
+    assert by_gpu >= 1 and by_cpu >= by_gpu, (
+        f"gpu_worker {worker} runs {min(by_gpu, by_cpu):g} cityscapes trials "
+        f"({per_trial} each); its GPU could take {by_gpu:g}"
+    )
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
 
@@ -373,3 +393,29 @@ def test_setup_node_refuses_bad_input_before_changing_anything(tmp_path):
     bad = run("--python", str(old), "--venv", str(tmp_path / "venv"))
     assert bad.returncode == 1 and "needs Python >= 3.10" in bad.stderr
     assert not (tmp_path / "venv").exists()
+
+
+def readme_cluster_section() -> str:
+    text = (REPO / "README.md").read_text()
+    start = text.index("## Running on a cluster")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end > 0 else None]
+
+
+@pytest.mark.slow
+def test_readme_job_commands_are_valid_sweeps(capsys):
+    """The entrypoints the README submits with `ray job submit ... --` validate as written."""
+    from segcore.cli import main
+
+    section = readme_cluster_section()
+    entrypoints = re.findall(r"^\s+(segcore sweep .+)$", section, flags=re.M)
+    assert len(entrypoints) == 2  # AWS and on premise: the same but for the head's address
+    aws, onprem = (shlex.split(e) for e in entrypoints)
+    assert "http://<head-private-ip>:5000" in aws and "http://<head_ip>:5000" in onprem
+    argv = [w.replace("<head-private-ip>", "10.0.0.10") for w in aws]
+    assert argv == [w.replace("<head_ip>", "10.0.0.10") for w in onprem]
+    assert argv[:2] == ["segcore", "sweep"] and option(argv, "--address") == "auto"
+    assert main(["sweep", str(REPO / argv[2]), *argv[3:], "--dry-run"]) == 0
+    assert "tracking:   http://10.0.0.10:5000" in capsys.readouterr().out
+    assert "ray up cluster.yaml" in section and "ray up cluster-onprem.yaml" in section
+    assert "ray attach cluster.yaml -p 5000" in section and "ray dashboard cluster.yaml" in section

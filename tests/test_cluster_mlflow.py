@@ -27,7 +27,7 @@ import yaml
 psycopg2 = pytest.importorskip("psycopg2")
 mlflow = pytest.importorskip("mlflow")
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres"}
@@ -217,6 +217,16 @@ def test_laptop_reads_the_sweep_back_through_the_server(head_mlflow):
     row = df.iloc[0]
     assert float(row["miou"]) == pytest.approx(0.3)
     assert float(row["gflops"]) == pytest.approx(1.5)
+
+
+def test_laptop_pareto_command_through_the_server(head_mlflow, capsys):
+    """README: ``segcore pareto cityscapes --tracking-uri http://127.0.0.1:5000`` (the tunnel)."""
+    pytest.importorskip("segcore.analysis", reason="segcore.analysis not in this checkout")
+    from segcore.cli import main
+
+    assert main(["pareto", "cityscapes-smoke", "--tracking-uri", head_mlflow["uri"]]) == 0
+    out = capsys.readouterr().out
+    assert "1 trials" in out and "Pareto front" in out and "unet" in out
 
 
 def test_stop_script_ends_the_head_server(head_mlflow):

@@ -105,6 +105,8 @@ def test_nan_rows_and_empty(table):
 def test_unknown_objective_lists_columns(table):
     with pytest.raises(KeyError, match=r"unknown objective 'latency'.*miou, gflops"):
         pareto_front(table, {"latency": "min"})
+    with pytest.raises(KeyError, match="objective 'network' is not a numeric column.*miou, gflops"):
+        pareto_front(table, {"miou": "max", "network": "min"})
     with pytest.raises(KeyError, match="by: unknown column 'node'"):
         pareto_front(table, by="node")
     with pytest.raises(KeyError, match="reference: no value for objective"):

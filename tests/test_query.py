@@ -63,9 +63,11 @@ def test_partial_trials_on_request(store):
     assert df["full_length"].sum() == 3
 
 
-def test_spectrum(store):
+def test_spectrum_and_spec(store):
     assert load_spectrum("camvid", store["uri"]) == SPECTRUM
     assert load_spectrum("no-spectrum", store["uri"]) is None
+    spec = query.load_sweep_spec("camvid", store["uri"])
+    assert spec["name"] == "sweep-1" and list(spec["objectives"]) == ["miou", "gflops"]
 
 
 def test_sweep_filter(store):

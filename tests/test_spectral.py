@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -32,12 +33,48 @@ def random_blobs(height: int, width: int, num_classes: int, seed: int, scale: in
     return fine[oy : oy + height, ox : ox + width].contiguous()
 
 
-def reference_stats(labels: torch.Tensor, stride: int, num_classes: int, ignore_index: int | None):
-    """Oracle confusions and CE floor of one map by the plain definitions in labels.py."""
+def exact_soft_prediction(labels: torch.Tensor, stride: int, num_classes: int, ignore_index: int | None) -> torch.Tensor:
+    """Soft oracle prediction from the definition, in exact rational arithmetic: proportions per
+    cell, bilinear up-sampling with ``align_corners=False`` (source coordinate ``(y + 0.5) / s - 0.5``,
+    clamped to the grid), arg-max with ties to the lower class."""
+    h, w = labels.shape
+    counts = seg_labels.class_counts(labels, stride, num_classes, ignore_index)[0]
+    gh, gw = counts.shape[-2:]
+    totals = counts.sum(0)
+
+    def prop(c, i, j):
+        t = int(totals[i, j])
+        return Fraction(int(counts[c, i, j]), t) if t else Fraction(0)
+
+    def axis(y, n):
+        src = max(Fraction(2 * y + 1, 2 * stride) - Fraction(1, 2), Fraction(0))
+        i0 = min(math.floor(src), n - 1)
+        i1 = min(i0 + 1, n - 1)
+        return i0, i1, src - i0
+
+    pred = torch.zeros(h, w, dtype=torch.long)
+    for y in range(h):
+        y0, y1, ly = axis(y, gh)
+        for x in range(w):
+            x0, x1, lx = axis(x, gw)
+            vals = [
+                (1 - ly) * ((1 - lx) * prop(c, y0, x0) + lx * prop(c, y0, x1))
+                + ly * ((1 - lx) * prop(c, y1, x0) + lx * prop(c, y1, x1))
+                for c in range(num_classes)
+            ]
+            pred[y, x] = vals.index(max(vals))
+    return pred
+
+
+def reference_stats(labels: torch.Tensor, stride: int, num_classes: int, ignore_index: int | None, exact: bool):
+    """Oracle confusions and CE floor of one map by the plain definitions in labels.py (soft
+    prediction in exact arithmetic when ``exact``, else in float32 as labels.py computes it)."""
     h, w = labels.shape
     props = seg_labels.grid_proportions(labels, stride, num_classes, ignore_index)
-    up = seg_labels.upsample_proportions(props, stride, (h, w))
-    soft = confusion_matrix(up.argmax(0), labels, num_classes, ignore_index)
+    up = seg_labels.upsample_proportions(props.double(), stride, (h, w))
+    pred = exact_soft_prediction(labels, stride, num_classes, ignore_index) if exact else (
+        seg_labels.upsample_proportions(props, stride, (h, w)).argmax(0))
+    soft = confusion_matrix(pred, labels, num_classes, ignore_index)
     major = seg_labels.grid_majority(labels, stride, num_classes, ignore_index)
     major = torch.where(major == ignore_index, torch.zeros_like(major), major) if ignore_index is not None else major
     hard = confusion_matrix(seg_labels.upsample_labels(major, stride, (h, w)), labels, num_classes, ignore_index)
@@ -46,7 +83,7 @@ def reference_stats(labels: torch.Tensor, stride: int, num_classes: int, ignore_
         valid &= labels != ignore_index
     p = up / up.sum(0, keepdim=True).clamp_min(1e-30)
     p_true = p.gather(0, labels.clamp(0, num_classes - 1)[None])[0]
-    ce = float(-torch.log(p_true[valid].double()).sum())
+    ce = float(-torch.log(p_true[valid]).sum())
     return soft, hard, ce, int(valid.sum())
 
 
@@ -171,7 +208,7 @@ def test_matches_plain_definitions_on_odd_sizes_with_ignore(method):
         hard = torch.zeros(4, 4, dtype=torch.int64)
         ce, n = 0.0, 0
         for m in maps:
-            a, b, c, v = reference_stats(m, s, 4, 255)
+            a, b, c, v = reference_stats(m, s, 4, 255, exact=method == "fast")
             soft, hard, ce, n = soft + a, hard + b, ce + c, n + v
         assert r.oracle_miou_soft[i] == pytest.approx(scores_from_confusion(soft).miou, abs=1e-9), s
         assert r.oracle_miou_majority[i] == pytest.approx(scores_from_confusion(hard).miou, abs=1e-9), s
@@ -212,3 +249,47 @@ def test_plot_writes_png(tmp_path):
     r = spectral.analyze(ds, strides=(1, 2, 4, 8), blocks=(1, 4), workers=1)
     path = spectral.plot_spectrum(r, tmp_path / "s.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- synthetic sets with a known cut-off ------------------------------------------------------
+
+
+def _synthetic(cutoff: float, size=(128, 128), num=6) -> SyntheticScenes:
+    return SyntheticScenes("train", num_samples=num, size=size, num_classes=4, cutoff=cutoff, shapes=0, seed=1)
+
+
+def test_band_energy_tracks_the_cutoff_of_synthetic_labels():
+    """Labels thresholded from fields band-limited to f0: E(s) is near 1 for strides that resolve f0
+    with margin, collapses past the stride f0 predicts, and scales exactly with 1/f0."""
+    strides = (1, 2, 4, 8, 16, 32)
+    fine = spectral.analyze(_synthetic(1 / 16), strides=strides, blocks=(1,), workers=1, threads=1)
+    coarse = spectral.analyze(_synthetic(1 / 32), strides=strides, blocks=(1,), workers=1, threads=1)
+    for r, predicted in ((fine, 8), (coarse, 16)):
+        e = dict(zip(strides, r.band_energy))
+        assert all(a > b for a, b in zip(r.band_energy, r.band_energy[1:]))
+        assert e[predicted // 4] >= 0.9 and e[predicted // 8] >= 0.95  # near 1 where f0 is resolved
+        drops = [e[s] - e[2 * s] for s in strides[:-1]]
+        # the largest loss of energy is the step past the predicted stride
+        assert max(drops) == pytest.approx(e[predicted] - e[2 * predicted])
+    # Halving the cut-off doubles the efficient grid, whatever the threshold.
+    for threshold in (0.95, 0.9, 0.8):
+        a = spectral.efficient_size(strides, fine.band_energy, threshold)
+        b = spectral.efficient_size(strides, coarse.band_energy, threshold)
+        assert b == 2 * a, threshold
+
+
+def test_block_structured_labels_give_the_efficient_grid_of_their_cutoff():
+    """Labels constant on aligned 8 x 8 blocks carry nothing above f0 = 1/16 that a grid of stride 8
+    misses: the oracle is exact up to stride 8 and the efficient grid is 8 (= 1 / (2 f0))."""
+    g = torch.Generator().manual_seed(0)
+    from segcore.data import band_limited_labels, predicted_stride
+
+    maps = [band_limited_labels((12, 16), 4, 1 / 6, g, shapes=0) for _ in range(4)]
+    maps = [m.repeat_interleave(8, 0).repeat_interleave(8, 1) for m in maps]
+    r = spectral.analyze(InMemoryLabels(maps, 4, None), strides=(1, 2, 4, 8, 16), blocks=(4, 8, 16),
+                         workers=1, threads=1)
+    assert r.oracle_miou_majority[:4] == [1.0, 1.0, 1.0, 1.0]
+    assert r.oracle_miou_majority[4] < 0.9
+    assert r.efficient_grid_by_miou == predicted_stride(1 / 16) == 8
+    assert r.block_oracle_miou_hard[:2] == [1.0, 1.0] and r.efficient_block == 8
+    assert r.mixed_block_share[:2] == [0.0, 0.0] and r.mixed_block_share[2] > 0.1

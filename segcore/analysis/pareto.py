@@ -48,14 +48,18 @@ def parse_objectives(objectives: Mapping[str, str] | Iterable[str] | None) -> di
 
 
 def _check_columns(df: pd.DataFrame, objectives: Mapping[str, str]) -> None:
+    numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c])
+               and not pd.api.types.is_bool_dtype(df[c])]
     missing = [name for name in objectives if name not in df.columns]
     if missing:
-        numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c])
-                   and not pd.api.types.is_bool_dtype(df[c])]
         raise KeyError(
             f"unknown objective {', '.join(map(repr, missing))}; numeric columns that exist: "
-            f"{', '.join(numeric) or '(none)'}"
+            f"{', '.join(map(str, numeric)) or '(none)'}"
         )
+    text = [name for name in objectives if name not in numeric]
+    if text:
+        raise KeyError(f"objective {', '.join(map(repr, text))} is not a numeric column; numeric "
+                       f"columns that exist: {', '.join(map(str, numeric)) or '(none)'}")
 
 
 def losses(df: pd.DataFrame, objectives: Mapping[str, str]) -> np.ndarray:

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from segcore.analysis.pareto import parse_objectives, pareto_front
-from segcore.analysis.tradeoff import TradeoffModel, oracle_curves
+from segcore.analysis.tradeoff import TradeoffModel
 
-__all__ = ["network_colours", "plot_accuracy_vs_stride", "plot_front", "plot_measured_vs_predicted"]
+__all__ = ["front_pair", "network_colours", "plot_accuracy_vs_stride", "plot_front", "plot_measured_vs_predicted"]
 
 
 def _figure(width: float = 6.4, height: float = 4.4):
@@ -43,6 +43,20 @@ def network_colours(networks) -> dict[str, tuple]:
     return {name: cmap(i % 10) for i, name in enumerate(sorted(map(str, set(networks))))}
 
 
+def front_pair(objectives: Mapping[str, str]) -> dict[str, str]:
+    """The two objectives a front figure shows: miou vs gflops when both are objectives, else
+    the first two.
+
+    Raises:
+        ValueError: fewer than two objectives.
+    """
+    if len(objectives) < 2:
+        raise ValueError(f"a front figure needs two objectives, got {len(objectives)}: {', '.join(objectives)}")
+    if "miou" in objectives and "gflops" in objectives:
+        return {"miou": objectives["miou"], "gflops": objectives["gflops"]}
+    return dict(list(objectives.items())[:2])
+
+
 def plot_front(df: pd.DataFrame, path: str | os.PathLike,
                objectives: Mapping[str, str] | None = None, by: str | None = "network") -> Path:
     """Accuracy against cost for every trial, each network's front joined by a step line.
@@ -50,12 +64,11 @@ def plot_front(df: pd.DataFrame, path: str | os.PathLike,
     Args:
         df: trial table.
         path: PNG to write.
-        objectives: two objectives ``{y_column: dir, x_column: dir}``; default miou vs gflops.
+        objectives: ``{y_column: dir, x_column: dir, ...}``; default miou vs gflops. With more than
+            two, miou vs gflops when both are there, else the first two (see :func:`front_pair`).
         by: the column that colours the points and splits the fronts (None: one front).
     """
-    objectives = parse_objectives(objectives)
-    if len(objectives) != 2:
-        raise ValueError(f"plot_front draws two objectives, got {len(objectives)}: {', '.join(objectives)}")
+    objectives = front_pair(parse_objectives(objectives))
     (ycol, _), (xcol, _) = objectives.items()
     groups = df[by].astype(str) if by else pd.Series("all", index=df.index)
     colours = network_colours(groups.unique())
@@ -89,41 +102,45 @@ def _knob_label(row: pd.Series) -> str:
     return label
 
 
-def plot_accuracy_vs_stride(df: pd.DataFrame, model: TradeoffModel, path: str | os.PathLike,
-                            spectrum: Mapping | None = None) -> Path:
+def plot_accuracy_vs_stride(df: pd.DataFrame, model: TradeoffModel, path: str | os.PathLike) -> Path:
     """Measured accuracy per grid stride, the fitted curve (keep = 1, block = 1) and the spectral
-    oracle curve, with the measured and the spectral efficient grids marked, one panel per network."""
+    oracle curve, with the measured and the spectral efficient grids marked, one panel per network.
+
+    Strides are the trials' own (the oracle curve, computed on native-size labels, is drawn at
+    ``native stride * image_scale``)."""
     metric = model.metric
     names = sorted(model.networks)
     colours = network_colours(names)
     fig = _figure(4.2 * max(len(names), 1), 4.0)
     axes = fig.subplots(1, max(len(names), 1), sharey=True, squeeze=False)[0]
-    curves = oracle_curves(spectrum) if spectrum else model._curves
+    curves = model._curves
     for ax, name in zip(axes, names):
+        fit = model.networks[name]
+        ratio = float(model._ratio(fit.image_scale))
         sub = df[(df["network"].astype(str) == name) & df[metric].notna()]
-        lo = float(min(sub["grid_stride"].min(), curves.strides.min() if curves else np.inf))
-        hi = float(max(sub["grid_stride"].max(), curves.strides.max() if curves else 0))
-        grid = np.exp2(np.linspace(np.log2(lo), np.log2(hi), 100))
+        oracle_x = curves.strides * ratio if curves is not None else np.array([])
+        lo = float(min(sub["grid_stride"].min(), *oracle_x[oracle_x >= 1])) if len(oracle_x) else float(sub["grid_stride"].min())
+        hi = float(max(sub["grid_stride"].max(), *oracle_x)) if len(oracle_x) else float(sub["grid_stride"].max())
+        grid = np.exp2(np.linspace(np.log2(lo), np.log2(max(hi, lo * 1.01)), 100))
         pure = (sub["keep"] == 1.0) & (sub["block"] == 1)
         ax.scatter(sub.loc[pure, "grid_stride"], sub.loc[pure, metric], color=colours[name], s=28,
                    label="measured (keep 1, block 1)", zorder=3)
         if (~pure).any():
             ax.scatter(sub.loc[~pure, "grid_stride"], sub.loc[~pure, metric], color=colours[name],
                        s=18, alpha=0.35, marker="x", label="measured (other keep/block)")
-        fit = model.networks[name]
         pred = model.predict_many(name, grid, np.ones_like(grid), np.ones_like(grid))[metric]
         ax.plot(grid, pred, "-", color=colours[name],
-                label=f"fit: {fit.accuracy.kind} (LOO {fit.accuracy.loo_rmse:.3g})")
+                label=f"fit: {fit.accuracy.kind} (LOO RMSE {fit.accuracy.loo_rmse:.3g})")
         if curves is not None:
-            ax.plot(curves.strides, curves.grid, "k--", lw=1, label="spectral oracle mIoU")
-            spectral = model.spectral_efficient_grid.get("by_miou")
+            ax.plot(oracle_x, curves.grid, "k--", lw=1, label="spectral oracle mIoU")
+            spectral = model.spectral_in_trial_units(name)["grid_by_miou"]
             if spectral:
-                ax.axvline(spectral, color="k", ls=":", lw=1, label=f"spectral efficient grid {spectral}")
+                ax.axvline(spectral, color="k", ls=":", lw=1, label=f"spectral efficient grid {spectral:g}")
         measured = fit.recommended.get("efficient_grid_measured")
         if measured:
-            ax.axvline(measured, color=colours[name], ls="-.", lw=1, label=f"measured efficient grid {measured}")
+            ax.axvline(measured, color=colours[name], ls="-.", lw=1, label=f"measured efficient grid {measured:g}")
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("grid stride")
+        ax.set_xlabel("grid stride" + (f" (images at scale {fit.image_scale:g})" if fit.image_scale != 1 else ""))
         ax.set_title(name)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)

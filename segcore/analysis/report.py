@@ -23,7 +23,8 @@ import pandas as pd
 from segcore.analysis.pareto import hypervolume, parse_objectives, pareto_front, reference_point
 from segcore.analysis.tradeoff import TradeoffModel, _jsonable, fit_tradeoff
 
-__all__ = ["FRONT_COLUMNS", "Report", "build_report", "format_table", "report_experiment", "write_report"]
+__all__ = ["FRONT_COLUMNS", "Report", "build_report", "format_table", "report_experiment", "sweep_objectives",
+           "write_report"]
 
 FRONT_COLUMNS = ("network", "grid_stride", "keep", "block", "block_mode", "trial_id", "node")
 
@@ -148,10 +149,10 @@ def write_report(report: Report, out_dir: str | os.PathLike) -> dict[str, Path]:
         report.trials[[c for c in ("miou", "gflops", "pixel_accuracy", "run_id") if c in report.trials
                        and c not in report.objectives]]).to_csv(files["csv"], index=False)
     pngs = {}
-    if len(report.objectives) == 2:
+    if len(report.objectives) >= 2:
         pngs["front"] = plots.plot_front(report.trials, out / "front.png", report.objectives)
     pngs["accuracy_vs_stride"] = plots.plot_accuracy_vs_stride(
-        report.trials, report.model, out / "accuracy_vs_stride.png", report.spectrum)
+        report.trials, report.model, out / "accuracy_vs_stride.png")
     pngs["measured_vs_predicted"] = plots.plot_measured_vs_predicted(
         report.trials, report.model, out / "measured_vs_predicted.png")
     files.update(pngs)
@@ -190,8 +191,11 @@ def _html(report: Report, pngs: Mapping[str, Path]) -> str:
         _table(report.model.summary()),
         _img(pngs["accuracy_vs_stride"]), _img(pngs["measured_vs_predicted"]),
         "<h2>Recommended configurations and the efficient grid</h2>",
-        f"<p>Spectral prediction from labels alone: efficient grid by oracle mIoU "
-        f"{spectral.get('by_miou', '-')}, by band energy {spectral.get('by_energy', '-')}.</p>",
+        f"<p>Spectral prediction from labels alone (native label pixels): efficient grid by oracle "
+        f"mIoU {spectral.get('by_miou', '-')}, by band energy {spectral.get('by_energy', '-')}. The "
+        "table gives it in the trials' grid strides: by oracle mIoU re-derived with this report's "
+        "tolerance relative to the oracle at the trials' own resolution, by energy as native "
+        "stride &times; image scale.</p>",
         _table(report.model.recommendations()),
     ]
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
@@ -200,6 +204,15 @@ def _html(report: Report, pngs: Mapping[str, Path]) -> str:
              "img{max-width:100%;display:block;margin:1em 0}")
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+
+
+def sweep_objectives(experiment: str, tracking_uri: str | None = None, *,
+                     sweep: str | None = None) -> dict[str, str]:
+    """The objectives the sweep optimised (from its logged ``sweep.yaml``), else the default."""
+    from segcore.tracking import query
+
+    spec = query.load_sweep_spec(experiment, tracking_uri, sweep=sweep) or {}
+    return parse_objectives(spec.get("objectives") or None)
 
 
 def report_experiment(
@@ -214,12 +227,18 @@ def report_experiment(
 ) -> tuple[Report, dict[str, Path], str | None]:
     """Load an experiment, build and write its report, and log it to the sweep's parent run.
 
+    Args:
+        objectives: default: the sweep's own objectives (its logged ``sweep.yaml``), else
+            ``{"miou": "max", "gflops": "min"}``.
+
     Returns:
         ``(report, files, parent_run_id)`` (the run id is None when not logged).
     """
     from segcore.tracking import query
 
     df = query.load_trials(experiment, tracking_uri, sweep=sweep)
+    if objectives is None:
+        objectives = sweep_objectives(experiment, tracking_uri, sweep=sweep)
     if df.empty:
         raise ValueError(f"experiment {experiment!r} has no completed full-length trial to report "
                          "on (see `load_trials(..., include_partial=True)` for the others)")

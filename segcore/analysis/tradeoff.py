@@ -9,6 +9,10 @@ Two accuracy models compete for each network, and leave-one-out cross-validation
   network's ceiling (how much of the oracle it reaches) and ``g`` its sensitivity (``g = 1``: it
   loses accuracy exactly as the oracle does). Decoder truncation keeps a share ``keep`` of the
   frequencies along each axis, i.e. the band of a grid ``1 / keep`` times coarser, hence ``s / keep``.
+  Strides and blocks are measured in the labels' pixels of the spectrum: a trial trained on images
+  resized by ``image_scale`` (e.g. 0.5) with grid stride ``s`` predicts on a grid of stride
+  ``s / image_scale`` native pixels, so that is where the oracle curves are read (relative to their
+  value at the trial's dense resolution, ``1 / image_scale``, so ``c`` stays the dense accuracy).
 * **saturating** — a free curve with no spectral input: ``miou = m / (1 + (s_eff / s0) ** p)``
   (times ``1 / (1 + (b / b0) ** q)`` when the block size varies): flat at fine grids, falling past
   a characteristic stride ``s0`` with steepness ``p``.
@@ -57,6 +61,7 @@ class OracleCurves:
     block: dict[str, np.ndarray]
     efficient_grid: dict[str, Any]
     efficient_block: int | None = None
+    image_scale: float = 1.0  # the label resolution the curves were computed at (1: native)
 
     def at_stride(self, stride: np.ndarray | float) -> np.ndarray:
         return np.interp(np.log2(stride), np.log2(self.strides), self.grid)
@@ -108,6 +113,7 @@ def oracle_curves(spectrum: Mapping[str, Any], variant: str = "soft") -> OracleC
         block={k: v[border] for k, v in block.items()},
         efficient_grid=dict(spectrum.get("efficient_grid") or {}),
         efficient_block=spectrum.get("efficient_block"),
+        image_scale=float(spectrum.get("image_scale") or 1.0),
     )
 
 
@@ -156,6 +162,7 @@ class NetworkFit:
     candidates: dict[str, CurveFit]
     cost: CostFit | None
     recommended: dict[str, Any] = field(default_factory=dict)
+    image_scale: float = 1.0  # the image scale its trials were trained at (the most common one)
 
 
 # The accuracy models: f(theta, X) with X = dict of arrays (s_eff, block, oracle terms).
@@ -348,21 +355,40 @@ class TradeoffModel:
                            f"{', '.join(sorted(self.networks)) or '(none)'}")
         return self.networks[network]
 
-    def _features(self, grid_stride, keep, block, block_mode) -> dict[str, np.ndarray]:
+    def _ratio(self, image_scale) -> np.ndarray:
+        """Trial pixels per spectrum pixel: a stride s of the trial spans s / ratio label pixels."""
+        base = self._curves.image_scale if self._curves is not None else 1.0
+        return np.asarray(image_scale, dtype=float) / base
+
+    def _features(self, grid_stride, keep, block, block_mode, image_scale) -> dict[str, np.ndarray]:
         s = np.atleast_1d(np.asarray(grid_stride, dtype=float))
         k = np.broadcast_to(np.asarray(keep, dtype=float), s.shape)
         b = np.broadcast_to(np.asarray(block, dtype=float), s.shape)
-        if np.any(s < 1) or np.any(b < 1) or np.any((k <= 0) | (k > 1)):
-            raise ValueError("predict: grid_stride and block must be >= 1 and keep in (0, 1]; "
-                             f"got grid_stride={grid_stride!r}, keep={keep!r}, block={block!r}")
-        x = {"s_eff": s / k, "block": b, "s": s, "keep": np.asarray(k, float)}
+        scale = np.broadcast_to(np.asarray(image_scale, dtype=float), s.shape)
+        if np.any(s < 1) or np.any(b < 1) or np.any((k <= 0) | (k > 1)) or np.any(scale <= 0):
+            raise ValueError("predict: grid_stride and block must be >= 1, keep in (0, 1] and "
+                             f"image_scale > 0; got grid_stride={grid_stride!r}, keep={keep!r}, "
+                             f"block={block!r}, image_scale={image_scale!r}")
+        ratio = self._ratio(scale)
+        # Strides and blocks in the spectrum's label pixels (see the module docstring).
+        x = {"s_eff": s / k / ratio, "block": b / ratio, "s": s, "keep": np.asarray(k, float)}
         if self._curves is not None:
-            x["oracle"] = self._curves.at_stride(s / k) * self._curves.at_block(b, block_mode)
+            # Relative to the trial's own dense resolution (stride 1, block 1 of its images): the
+            # labels it is scored against are already down-scaled; c is then the dense accuracy.
+            dense = 1.0 / ratio
+            x["oracle"] = (self._curves.at_stride(x["s_eff"]) / self._curves.at_stride(dense)
+                           * self._curves.at_block(x["block"], block_mode)
+                           / self._curves.at_block(dense, block_mode))
         return x
 
     def predict(self, network: str, grid_stride: float, keep: float = 1.0, block: int = 1,
-                block_mode: str = "hard") -> dict[str, float]:
+                block_mode: str = "hard", image_scale: float | None = None) -> dict[str, float]:
         """Predicted accuracy and cost of one configuration.
+
+        Args:
+            network: a fitted network.
+            grid_stride, keep, block, block_mode: the knobs.
+            image_scale: the image scale of training (default: the one the network's trials used).
 
         Returns:
             ``{metric: value, cost_metric: value}`` (cost NaN when no cost was measured).
@@ -371,13 +397,15 @@ class TradeoffModel:
             KeyError: the network was not fitted (lists those that were).
             ValueError: a knob outside its range.
         """
-        pred = self.predict_many(network, [grid_stride], [keep], [block], [block_mode])
+        pred = self.predict_many(network, [grid_stride], [keep], [block], [block_mode], image_scale)
         return {k: float(v[0]) for k, v in pred.items()}
 
-    def predict_many(self, network: str, grid_stride, keep, block, block_mode="hard") -> dict[str, np.ndarray]:
+    def predict_many(self, network: str, grid_stride, keep, block, block_mode="hard",
+                     image_scale=None) -> dict[str, np.ndarray]:
         """Vectorised :meth:`predict`: arrays of knobs in, arrays of predictions out."""
         fit = self._network(network)
-        x = self._features(grid_stride, keep, block, block_mode)
+        x = self._features(grid_stride, keep, block, block_mode,
+                           fit.image_scale if image_scale is None else image_scale)
         spec = _spec_for(fit.accuracy.kind, self._thetas[network])
         acc = spec(self._thetas[network], x)
         cost = (self._costs[network](x["s"], x["keep"]) if network in self._costs
@@ -392,7 +420,7 @@ class TradeoffModel:
                 sub = df.loc[rows]
                 out.loc[rows] = self.predict_many(
                     network, sub["grid_stride"].to_numpy(float), sub["keep"].to_numpy(float),
-                    sub["block"].to_numpy(float), _modes(sub))[self.metric]
+                    sub["block"].to_numpy(float), _modes(sub), _scales(sub))[self.metric]
         return out
 
     def summary(self) -> pd.DataFrame:
@@ -413,22 +441,49 @@ class TradeoffModel:
             rows.append(row)
         return pd.DataFrame(rows)
 
+    def spectral_in_trial_units(self, network: str) -> dict[str, float | None]:
+        """The spectral predictions as grid strides / blocks of the network's trials.
+
+        ``grid_by_miou``: the coarsest grid whose oracle mIoU stays within ``tolerance`` of the
+        oracle at the trials' own dense resolution — the spectral efficient grid re-derived for
+        labels scored at ``image_scale`` (equal to the spectrum's ``efficient_grid.by_miou`` at
+        scale 1 and the same tolerance). ``grid_by_energy`` and ``block``: the spectrum's values
+        converted, ``native * image_scale`` (a stride 8 of 480 x 360 labels is a stride 4 at 0.5).
+        """
+        ratio = float(self._ratio(self._network(network).image_scale))
+
+        def conv(v):
+            return None if v is None else float(v) * ratio
+
+        by_miou = conv(self.spectral_efficient_grid.get("by_miou"))
+        if self._curves is not None:
+            dense = 1.0 / ratio
+            strides = np.unique(np.concatenate([[dense], self._curves.strides[self._curves.strides >= dense]]))
+            relative = self._curves.at_stride(strides) / self._curves.at_stride(dense)
+            by_miou = float(strides[relative >= (1.0 - self.tolerance) - 1e-12].max() * ratio)
+        return {"grid_by_miou": by_miou,
+                "grid_by_energy": conv(self.spectral_efficient_grid.get("by_energy")),
+                "block": conv(self.spectral_efficient_block)}
+
     def recommendations(self) -> pd.DataFrame:
-        """One row per network: measured knee, cheapest within tolerance, efficient grids side by side."""
+        """One row per network: measured knee, cheapest within tolerance, and the efficient grid
+        measured, fitted and predicted by the spectral analysis, all in the trials' grid strides."""
         rows = []
         for name, fit in sorted(self.networks.items()):
             rec = fit.recommended
+            spectral = self.spectral_in_trial_units(name)
             rows.append({
                 "network": name,
+                "image_scale": fit.image_scale,
                 "knee": _describe(rec.get("knee")),
                 "cheapest_within_tol": _describe(rec.get("cheapest_within_tolerance")),
+                "knee_grid_stride": (rec.get("knee") or {}).get("grid_stride"),
                 "efficient_grid_measured": rec.get("efficient_grid_measured"),
                 "efficient_grid_fitted": rec.get("efficient_grid_fitted"),
-                "efficient_grid_spectral": self.spectral_efficient_grid.get("by_miou"),
-                "efficient_grid_spectral_energy": self.spectral_efficient_grid.get("by_energy"),
-                "knee_grid_stride": (rec.get("knee") or {}).get("grid_stride"),
+                "efficient_grid_spectral": spectral["grid_by_miou"],
+                "efficient_grid_spectral_energy": spectral["grid_by_energy"],
                 "efficient_block_measured": rec.get("efficient_block_measured"),
-                "efficient_block_spectral": self.spectral_efficient_block,
+                "efficient_block_spectral": spectral["block"],
             })
         return pd.DataFrame(rows)
 
@@ -465,6 +520,13 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, (float, np.floating)):
         return None if not np.isfinite(obj) else float(obj)
     return obj
+
+
+def _scales(df: pd.DataFrame) -> np.ndarray:
+    """Each trial's image scale (1.0 where it trained at the native size)."""
+    if "image_scale" not in df:
+        return np.ones(len(df))
+    return pd.to_numeric(df["image_scale"], errors="coerce").fillna(1.0).to_numpy(float)
 
 
 def _modes(df: pd.DataFrame) -> np.ndarray:
@@ -516,10 +578,13 @@ def _recommend(sub: pd.DataFrame, metric: str, cost_metric: str, tolerance: floa
     per_stride = axis.groupby("grid_stride")[metric].max()
     within = per_stride[per_stride >= (1.0 - tolerance) * per_stride.max()]
     rec["efficient_grid_measured"] = int(within.index.max())
-    grid = np.unique(np.concatenate([strides, per_stride.index.to_numpy(float)]))
+    # Fitted: the same criterion on the fitted curve, at the measured and the spectrum's strides
+    # (converted to the trials' pixels) inside the measured range.
+    ratio = float(model._ratio(model.networks[network].image_scale))
+    grid = np.unique(np.concatenate([strides * ratio, per_stride.index.to_numpy(float)]))
     grid = grid[(grid >= per_stride.index.min()) & (grid <= per_stride.index.max())]
     pred = model.predict_many(network, grid, np.ones_like(grid), np.ones_like(grid))[metric]
-    rec["efficient_grid_fitted"] = int(grid[pred >= (1.0 - tolerance) * pred.max()].max())
+    rec["efficient_grid_fitted"] = float(grid[pred >= (1.0 - tolerance) * pred.max()].max())
     # Efficient block: the coarsest annotation block within the tolerance of the best block's.
     rec["efficient_block_measured"] = None
     if sub["block"].nunique() >= 2:
@@ -580,8 +645,9 @@ def fit_tradeoff(
                           curves.efficient_block if curves else None, curves)
     strides = curves.strides if curves is not None else np.array([], float)
     for network, sub in data.groupby("network", sort=True):
+        scales = _scales(sub)
         x = model._features(sub["grid_stride"].to_numpy(float), sub["keep"].to_numpy(float),
-                            sub["block"].to_numpy(float), _modes(sub))
+                            sub["block"].to_numpy(float), _modes(sub), scales)
         y = sub[metric].to_numpy(float)
         candidates: dict[str, CurveFit] = {}
         thetas: dict[str, np.ndarray] = {}
@@ -596,7 +662,9 @@ def fit_tradeoff(
         cost, cost_fn = _fit_cost(sub, cost_metric) if cost_metric in sub else (None, None)
         if cost_fn is not None:
             model._costs[str(network)] = cost_fn
-        fit = NetworkFit(str(network), candidates[chosen], candidates, cost)
+        values, counts = np.unique(scales, return_counts=True)
+        fit = NetworkFit(str(network), candidates[chosen], candidates, cost,
+                         image_scale=float(values[np.argmax(counts)]))
         model.networks[str(network)] = fit
         fit.recommended = _recommend(sub, metric, cost_metric, tolerance, model, str(network), strides)
     return model

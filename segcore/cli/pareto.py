@@ -16,7 +16,8 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
                    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     p.add_argument("--sweep", default=None, help="only the trials of this sweep name")
     p.add_argument("--objective", action="append", default=None, metavar="COLUMN:max|min",
-                   help="objective (repeat for several); default miou:max gflops:min")
+                   help="objective (repeat for several); default: the sweep's own objectives, "
+                   "else miou:max gflops:min")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,11 +54,13 @@ def _reference(items: list[str] | None) -> dict[str, float] | None:
 
 def run(args: argparse.Namespace) -> int:
     from segcore.analysis import hypervolume, load_trials, pareto_front, parse_objectives, reference_point
-    from segcore.analysis.report import FRONT_COLUMNS, format_table
+    from segcore.analysis.report import FRONT_COLUMNS, format_table, sweep_objectives
 
-    objectives = parse_objectives(args.objective)
+    objectives = parse_objectives(args.objective) if args.objective else None
     reference = _reference(args.reference)
     table = load_trials(args.experiment, args.tracking_uri, include_partial=True, sweep=args.sweep)
+    if objectives is None:  # the sweep's own objectives, else miou:max gflops:min
+        objectives = sweep_objectives(args.experiment, args.tracking_uri, sweep=args.sweep)
     full = table if args.include_partial else table[table["full_length"]]
     counts = ", ".join(f"{k} {v}" for k, v in table["status"].value_counts().sort_index().items())
     print(f"{args.experiment}: {len(table)} trials ({counts}), {int(table['full_length'].sum())} "
@@ -82,8 +85,6 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from segcore.analysis.plots import plot_front
 
-        if len(objectives) != 2:
-            raise ValueError(f"--plot draws two objectives; {len(objectives)} given")
         path = plot_front(full, args.plot, objectives, by=args.by or "network")
         print(f"\nfront plot: {path}")
     return 0

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from segcore.analysis import parse_objectives
     from segcore.analysis.report import format_table, report_experiment
 
-    objectives = parse_objectives(args.objective)
+    objectives = parse_objectives(args.objective) if args.objective else None
     print(f"reading {args.experiment} ...", flush=True)
     report, files, run_id = report_experiment(
         args.experiment, args.out, args.tracking_uri, sweep=args.sweep, objectives=objectives,
@@ -43,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
     print("\ntrade-off fit (accuracy model chosen by leave-one-out RMSE):")
     print(format_table(report.model.summary()))
     spectral = report.model.spectral_efficient_grid
-    print(f"\nrecommended configurations (spectral efficient grid: by oracle mIoU "
-          f"{spectral.get('by_miou', '-')}, by band energy {spectral.get('by_energy', '-')}):")
+    print(f"\nrecommended configurations (spectral efficient grid of the native labels: by oracle "
+          f"mIoU {spectral.get('by_miou', '-')}, by band energy {spectral.get('by_energy', '-')}; "
+          "below in the trials' grid strides):")
     print(format_table(report.model.recommendations()))
     print(f"\nreport: {files['html']}")
     if run_id:

@@ -71,3 +71,4 @@ class TrialConfig(BaseModel):
     amp: bool = True
     num_workers: int = Field(0, ge=0)
     checkpoint_dir: str | None = None
+    latency_repeats: int = Field(5, ge=1)

@@ -1,4 +1,5 @@
-"""Datasets: CamVid, image/mask folders, synthetic scenes with a known cut-off (and more by name).
+"""Datasets: CamVid, Cityscapes, PASCAL VOC 2012, ADE20K, image/mask folders, in-memory labels, and
+synthetic scenes with a known cut-off, opened by name.
 
 ``build_dataset(name, root, split)`` opens any of them; see :mod:`segcore.data.base` for the
 contract every dataset keeps.
@@ -6,6 +7,7 @@ contract every dataset keeps.
 
 from . import builtin as _builtin  # noqa: F401  (registers the built-in datasets)
 from .base import SegmentationDataset, check_label_values, read_image_file, read_image_size, read_label_file
+from .benchmarks import ADE20K, CITYSCAPES_CLASSES, VOC_CLASSES, Cityscapes, VOCSegmentation2012
 from .folder import CAMVID_CLASSES, CamVid, ImageMaskFolder
 from .memory import InMemoryLabels
 from .registry import build_dataset, list_datasets, register_dataset
@@ -17,6 +19,11 @@ __all__ = [
     "SegmentationTransform",
     "CamVid",
     "CAMVID_CLASSES",
+    "Cityscapes",
+    "CITYSCAPES_CLASSES",
+    "VOCSegmentation2012",
+    "VOC_CLASSES",
+    "ADE20K",
     "ImageMaskFolder",
     "InMemoryLabels",
     "SyntheticScenes",

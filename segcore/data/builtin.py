@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .benchmarks import ADE20K, Cityscapes, VOCSegmentation2012
 from .folder import CamVid, ImageMaskFolder
 from .registry import register_dataset
 from .synthetic import SyntheticScenes
@@ -40,3 +41,22 @@ def _folder(root, split, *, transform=None, labels_only=False, num_classes=None,
         transform=transform,
         **kwargs,
     )
+
+
+@register_dataset("cityscapes")
+def _cityscapes(root, split, *, transform=None, labels_only=False, **kwargs):
+    _require_root("cityscapes", root)
+    return Cityscapes(root, split, transform=transform, labels_only=labels_only, **kwargs)
+
+
+@register_dataset("voc")
+def _voc(root, split, *, transform=None, labels_only=False, **kwargs):
+    """PASCAL VOC 2012 (``root`` holds ``VOCdevkit/VOC2012``)."""
+    _require_root("voc", root)
+    return VOCSegmentation2012(root, split, transform=transform, labels_only=labels_only, **kwargs)
+
+
+@register_dataset("ade20k")
+def _ade20k(root, split, *, transform=None, labels_only=False, **kwargs):
+    _require_root("ade20k", root)
+    return ADE20K(root, split, transform=transform, labels_only=labels_only, **kwargs)

@@ -36,6 +36,7 @@ __all__ = [
     "find_experiment",
     "find_sweep_runs",
     "load_spectrum",
+    "load_sweep_spec",
     "load_trials",
     "log_report_artifacts",
     "resolve_tracking_uri",
@@ -295,6 +296,17 @@ def _parent_run(client: MlflowClient, experiment: str, sweep: str | None) -> Run
     return parents[0]
 
 
+def _parent_artifact(experiment: str, tracking_uri: str | None, sweep: str | None, path: str) -> str | None:
+    """The text of one artifact of the sweep's parent run, or None when it was not logged."""
+    client = _client(tracking_uri)
+    parent = _parent_run(client, experiment, sweep)
+    folder, name = os.path.split(path)
+    if name not in {Path(a.path).name for a in client.list_artifacts(parent.info.run_id, folder or None)}:
+        return None
+    with tempfile.TemporaryDirectory() as tmp, _quiet_downloads():
+        return Path(client.download_artifacts(parent.info.run_id, path, tmp)).read_text()
+
+
 def load_spectrum(
     experiment: str, tracking_uri: str | None = None, *, sweep: str | None = None
 ) -> dict | None:
@@ -304,14 +316,18 @@ def load_spectrum(
         The spectral analysis (issue 2's ``spectrum.json`` keys), or ``None`` when the sweep ran
         without one.
     """
-    client = _client(tracking_uri)
-    parent = _parent_run(client, experiment, sweep)
-    folder, name = os.path.split(schema.ARTIFACT_SPECTRUM_JSON)
-    if name not in {Path(a.path).name for a in client.list_artifacts(parent.info.run_id, folder)}:
-        return None
-    with tempfile.TemporaryDirectory() as tmp, _quiet_downloads():
-        path = client.download_artifacts(parent.info.run_id, schema.ARTIFACT_SPECTRUM_JSON, tmp)
-        return json.loads(Path(path).read_text())
+    text = _parent_artifact(experiment, tracking_uri, sweep, schema.ARTIFACT_SPECTRUM_JSON)
+    return None if text is None else json.loads(text)
+
+
+def load_sweep_spec(
+    experiment: str, tracking_uri: str | None = None, *, sweep: str | None = None
+) -> dict | None:
+    """The resolved sweep specification (``sweep.yaml``) logged on the sweep's parent run, or None."""
+    import yaml
+
+    text = _parent_artifact(experiment, tracking_uri, sweep, schema.ARTIFACT_SPEC)
+    return None if text is None else yaml.safe_load(text)
 
 
 @contextlib.contextmanager

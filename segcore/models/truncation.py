@@ -1,0 +1,107 @@
+"""Spectral truncation of feature maps (DESIGN.md §2, "decoder feature truncation").
+
+A feature map ``(N, C, H, W)`` is transformed with a 2-D FFT, only the low band — a fraction
+``keep`` of the frequencies along each axis — is kept, and the inverse transform is taken at the
+reduced size ``(round(keep*H), round(keep*W))``. Convolutions that follow run on the smaller map,
+so their FLOPs fall by about ``keep**2`` (Chen, Chiu, Wu, arXiv 2012.14123, §5: the decoder's
+features are dominated by low frequencies, so the high band can be cut with little loss).
+
+Normalisation: with ``norm="forward"`` the forward DFT divides by ``H*W`` and the inverse at size
+``h*w`` does not multiply back, so the DC coefficient is the mean on both sides — a constant map
+stays the same constant, and a band-limited map is resampled exactly (sinc interpolation).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["SpectralTruncation", "truncated_size", "spectral_resize", "TRUNCATIONS"]
+
+TRUNCATIONS = ("fft", "resize")
+Truncation = Literal["fft", "resize"]
+
+
+def check_keep(keep: float) -> float:
+    """Validate ``keep`` in (0, 1]; return it as float."""
+    if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not math.isfinite(keep):
+        raise ValueError(f"keep must be a number in (0, 1], got {keep!r}")
+    if not 0.0 < keep <= 1.0:
+        raise ValueError(f"keep must be in (0, 1] (share of frequencies kept per axis), got {keep}")
+    return float(keep)
+
+
+def check_truncation(truncation: str) -> str:
+    if truncation not in TRUNCATIONS:
+        raise ValueError(f"truncation must be one of {list(TRUNCATIONS)}, got {truncation!r}")
+    return truncation
+
+
+def truncated_size(height: int, width: int, keep: float) -> tuple[int, int]:
+    """Size ``(max(1, round(keep*H)), max(1, round(keep*W)))`` of a truncated ``H x W`` map."""
+    return max(1, round(keep * height)), max(1, round(keep * width))
+
+
+def _low_band(spec: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+    """Keep the ``size`` lowest frequencies of an FFT axis (DC first, negatives at the end)."""
+    n = spec.shape[dim]
+    if size >= n:
+        return spec
+    pos = (size + 1) // 2  # DC and the positive frequencies
+    neg = size - pos       # the most negative frequencies kept
+    parts = [spec.narrow(dim, 0, pos)]
+    if neg:
+        parts.append(spec.narrow(dim, n - neg, neg))
+    return torch.cat(parts, dim=dim)
+
+
+def spectral_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resample ``x`` ``(N, C, H, W)`` down to ``size`` by cropping its 2-D spectrum (low band).
+
+    Half precision runs in float32 (half-precision FFTs need power-of-two sizes); the result has
+    ``x``'s dtype.
+    """
+    height, width = size
+    if (height, width) == tuple(x.shape[-2:]):
+        return x
+    dtype = x.dtype
+    work = x if x.dtype in (torch.float32, torch.float64) else x.float()
+    spec = torch.fft.fft2(work, norm="forward")
+    spec = _low_band(_low_band(spec, height, -2), width, -1)
+    out = torch.fft.ifft2(spec, s=(height, width), norm="forward").real
+    return out.to(dtype)
+
+
+class SpectralTruncation(nn.Module):
+    """Keep the low ``keep`` share of frequencies along each axis; output at the reduced size.
+
+    Args:
+        keep: fraction of frequencies kept per axis, in (0, 1]; ``1`` is the identity.
+        mode: ``fft`` (crop the spectrum, inverse FFT at the reduced size; differentiable) or
+            ``resize`` (area averaging to the same size: the cheap baseline).
+
+    Shapes: ``(N, C, H, W) -> (N, C, round(keep*H), round(keep*W))``.
+    """
+
+    def __init__(self, keep: float = 1.0, mode: Truncation = "fft"):
+        super().__init__()
+        self.keep = check_keep(keep)
+        self.mode = check_truncation(mode)
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        return truncated_size(height, width, self.keep)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.keep == 1.0:
+            return x
+        size = self.output_size(*x.shape[-2:])
+        if self.mode == "fft":
+            return spectral_resize(x, size)
+        return F.adaptive_avg_pool2d(x, size)
+
+    def extra_repr(self) -> str:
+        return f"keep={self.keep}, mode={self.mode!r}"

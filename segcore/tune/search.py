@@ -1,0 +1,187 @@
+"""Sweep spec -> Ray Tune search algorithm, scheduler and parameter space.
+
+* ``optuna``: :class:`DedupOptunaSearch` (Ray's ``OptunaSearch`` with metric/mode *lists* for
+  several objectives, NSGA-II or TPE) behind a ``ConcurrencyLimiter``.
+* ``grid`` / ``random``: Ray's ``BasicVariantGenerator`` over ``tune.grid_search`` / sampling
+  domains in the parameter space.
+* ``asha``: ``AsyncHyperBandScheduler`` on one metric, time unit ``epoch``.
+
+Two things Ray's stock pieces get wrong for us (DESIGN.md §4) are fixed in :class:`DedupOptunaSearch`:
+a trial that ASHA stopped early is told to Optuna as *pruned*, never as a complete multi-objective
+point; and a configuration already evaluated (small categorical spaces repeat themselves) is not
+run again: Optuna gets the earlier result and is asked for another point.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import optuna
+from ray import tune
+from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchAlgorithm, Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from segcore.config.sweep import Knob, SweepSpec
+
+__all__ = ["DedupOptunaSearch", "build_search", "build_scheduler", "param_space", "optuna_space"]
+
+logger = logging.getLogger(__name__)
+
+
+def _config_key(config: dict[str, Any]) -> tuple:
+    return tuple(sorted((k, repr(v)) for k, v in config.items()))
+
+
+class DedupOptunaSearch(OptunaSearch):
+    """``OptunaSearch`` that never runs a configuration twice and keeps early stops out of the front.
+
+    Args:
+        epochs: a trial's full length; a trial that ends with ``epoch < epochs`` was stopped by the
+            scheduler and is told to Optuna as ``PRUNED`` (no objective values).
+        space_size: number of distinct configurations, or ``None`` for a continuous space; once all
+            were proposed the searcher reports ``FINISHED``.
+        dedupe: answer repeats from earlier results instead of running them.
+        max_retries: proposals tried per trial before a repeat is accepted (continuous spaces).
+        **kwargs: passed to ``OptunaSearch`` (space, metric, mode, sampler, ...).
+    """
+
+    def __init__(self, *, epochs: int, space_size: int | None = None, dedupe: bool = True, max_retries: int = 64, **kwargs):
+        super().__init__(**kwargs)
+        self._epochs = int(epochs)
+        self._space_size = space_size
+        self._dedupe = dedupe
+        self._max_retries = max_retries
+        self._keys: dict[str, tuple] = {}  # trial id -> config key
+        self._proposed: set[tuple] = set()  # configs handed to Tune (running or done)
+        self._values: dict[tuple, list[float] | float] = {}  # config key -> full-fidelity values
+        self.skipped_repeats = 0
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        if self._dedupe and self._space_size is not None and len(self._proposed) >= self._space_size:
+            return Searcher.FINISHED
+        config = super().suggest(trial_id)
+        if not self._dedupe or not isinstance(config, dict):
+            return config
+        for _ in range(self._max_retries):
+            key = _config_key(config)
+            if key not in self._proposed:
+                break
+            # A repeat: tell Optuna what it already knows (or that it is a running duplicate) and
+            # ask again, so the sampler moves on without a wasted trial slot.
+            ot_trial = self._ot_trials.pop(trial_id)
+            known = self._values.get(key)
+            if known is not None:
+                self._ot_study.tell(ot_trial, known)
+            else:
+                self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+            self.skipped_repeats += 1
+            if self._space_size is not None and len(self._proposed) >= self._space_size:
+                return Searcher.FINISHED
+            config = super().suggest(trial_id)
+        key = _config_key(config)
+        self._keys[trial_id] = key
+        self._proposed.add(key)
+        return config
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        if result and not error and float(result.get("epoch", self._epochs)) < self._epochs:
+            # Stopped early by the scheduler: not a full-fidelity point, so it must not enter the
+            # multi-objective front (Ray would tell it COMPLETE with its partial values).
+            self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
+            self._completed_trials.add(trial_id)
+            return
+        super().on_trial_complete(trial_id, result=result, error=error)
+        if result and not error and trial_id in self._keys:
+            metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+            values = [result.get(m) for m in metrics]
+            if all(v is not None for v in values):
+                self._values[self._keys[trial_id]] = values if isinstance(self.metric, list) else values[0]
+
+
+def optuna_space(spec: SweepSpec) -> dict[str, optuna.distributions.BaseDistribution]:
+    """The searched knobs as Optuna distributions (flat keys = TrialConfig fields)."""
+    out: dict[str, optuna.distributions.BaseDistribution] = {}
+    for name, knob in spec.searched_knobs().items():
+        if knob.kind == "choice":
+            out[name] = optuna.distributions.CategoricalDistribution(list(knob.values))
+        elif knob.kind == "int":
+            out[name] = optuna.distributions.IntDistribution(
+                int(knob.low), int(knob.high), step=int(knob.step or 1), log=knob.log
+            )
+        else:
+            out[name] = optuna.distributions.FloatDistribution(
+                float(knob.low), float(knob.high), step=knob.step, log=knob.log
+            )
+    return out
+
+
+def _ray_domain(knob: Knob, algorithm: str):
+    if algorithm == "grid":
+        return tune.grid_search(knob.grid_values())
+    if knob.kind == "choice":
+        return tune.choice(list(knob.values))
+    if knob.kind == "int":
+        if knob.log:
+            return tune.lograndint(int(knob.low), int(knob.high) + 1)  # upper bound exclusive
+        return tune.choice(knob.grid_values())
+    if knob.log:
+        return tune.loguniform(knob.low, knob.high)
+    if knob.step:
+        return tune.choice(knob.grid_values())
+    return tune.uniform(knob.low, knob.high)
+
+
+def param_space(spec: SweepSpec) -> dict[str, Any]:
+    """Tune's ``param_space``: the fixed trial config, plus sampling domains for grid/random.
+
+    For ``optuna`` the searched knobs live in the searcher; Tune merges each suggestion into this.
+    """
+    space = spec.base_config()
+    if spec.search.algorithm != "optuna":
+        for name, knob in spec.searched_knobs().items():
+            space[name] = _ray_domain(knob, spec.search.algorithm)
+    return space
+
+
+def _sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
+    if spec.sampler == "nsga2":
+        kwargs = {"population_size": spec.search.population_size} if spec.search.population_size else {}
+        return optuna.samplers.NSGAIISampler(seed=spec.seed, **kwargs)
+    return optuna.samplers.TPESampler(seed=spec.seed)
+
+
+def build_search(spec: SweepSpec) -> SearchAlgorithm | Searcher:
+    """The search algorithm for ``tune.TuneConfig(search_alg=...)``."""
+    if spec.search.algorithm == "optuna":
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        metrics = list(spec.objectives)
+        modes = [spec.objectives[m] for m in metrics]
+        searcher = DedupOptunaSearch(
+            space=optuna_space(spec),
+            metric=metrics if len(metrics) > 1 else metrics[0],
+            mode=modes if len(modes) > 1 else modes[0],
+            sampler=_sampler(spec),
+            epochs=spec.epochs,
+            space_size=spec.space_size(),
+            dedupe=spec.search.dedupe,
+        )
+        return ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent)
+    return BasicVariantGenerator(max_concurrent=spec.max_concurrent, random_state=spec.seed)
+
+
+def build_scheduler(spec: SweepSpec) -> TrialScheduler:
+    """ASHA on one metric when the spec asks for it, else first-in first-out."""
+    if spec.asha is None:
+        return FIFOScheduler()
+    return AsyncHyperBandScheduler(
+        time_attr="epoch",
+        metric=spec.asha.metric,
+        mode=spec.asha_mode(),
+        max_t=spec.epochs,
+        grace_period=spec.asha.grace_period,
+        reduction_factor=spec.asha.reduction_factor,
+    )

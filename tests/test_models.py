@@ -1,0 +1,180 @@
+"""segcore.models: registry, knobs checked at construction, grid-shaped output, truncation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from segcore.labels import grid_shape
+from segcore.models import (
+    SpectralTruncation,
+    create_model,
+    list_models,
+    model_entry,
+    spectral_resize,
+    truncated_size,
+)
+
+TINY = list_models(tiny=True)
+
+
+def _combos():
+    """Every tiny model x every stride it can produce x keep x truncation (a few at keep=1)."""
+    for name in TINY:
+        for stride in model_entry(name).cls is not None and _strides(name):
+            for keep, trunc in ((1.0, "fft"), (0.5, "fft"), (0.5, "resize")):
+                yield pytest.param(name, stride, keep, trunc, id=f"{name}-s{stride}-k{keep}-{trunc}")
+
+
+def _strides(name: str) -> tuple[int, ...]:
+    with torch.device("meta"):
+        return create_model(name, 2).valid_strides
+
+
+def test_registry_names():
+    names = list_models()
+    for n in ("deeplabv3plus", "dan", "unet", "deeplabv3plus_tiny", "dan_tiny", "unet_tiny"):
+        assert n in names
+    assert TINY == ["dan_tiny", "deeplabv3plus_tiny", "unet_tiny"]
+    assert set(list_models(tiny=False)) == {"dan", "deeplabv3plus", "unet"}
+
+
+def test_unknown_network_lists_valid_names():
+    with pytest.raises(KeyError, match="valid networks: dan, dan_tiny, deeplabv3plus"):
+        create_model("segformer", 3)
+
+
+@pytest.mark.parametrize("name,backbone", [("deeplabv3plus", "vgg16"), ("dan", "mobilenet_v3_large"),
+                                           ("dan_tiny", "resnet50")])
+def test_unknown_backbone_lists_valid(name, backbone):
+    with pytest.raises(ValueError, match=f"unknown backbone '{backbone}'.*valid backbones: "):
+        create_model(name, 3, backbone=backbone)
+
+
+def test_unet_takes_no_backbone():
+    with pytest.raises(ValueError, match="takes no backbone"):
+        create_model("unet_tiny", 3, backbone="resnet18")
+
+
+@pytest.mark.parametrize("name,stride,valid", [
+    ("unet_tiny", 16, "1, 2, 4, 8"),
+    ("deeplabv3plus_tiny", 32, "1, 2, 4, 8, 16"),
+    ("dan_tiny", 3, "1, 2, 4, 8, 16, 32"),
+])
+def test_invalid_grid_stride_lists_valid(name, stride, valid):
+    with pytest.raises(ValueError, match=f"grid_stride={stride} cannot be produced.*valid grid strides: {valid}$"):
+        create_model(name, 3, grid_stride=stride)
+
+
+def test_deeplab_output_stride_8_limits_grid_strides():
+    with torch.device("meta"):
+        model = create_model("deeplabv3plus_tiny", 3, output_stride=8)
+    assert model.valid_strides == (1, 2, 4, 8)
+    assert model.encoder.backbone.strides == [4, 8, 8, 8]
+    with pytest.raises(ValueError, match="output_stride must be one of \\[8, 16\\]"):
+        create_model("deeplabv3plus_tiny", 3, output_stride=32)
+
+
+@pytest.mark.parametrize("keep", [0.0, -0.5, 1.5, float("nan"), True])
+def test_keep_outside_unit_interval(keep):
+    with pytest.raises(ValueError, match="keep must be"):
+        create_model("unet_tiny", 3, keep=keep)
+
+
+def test_bad_truncation_and_option():
+    with pytest.raises(ValueError, match=r"truncation must be one of \['fft', 'resize'\]"):
+        create_model("dan_tiny", 3, truncation="wavelet")
+    with pytest.raises(ValueError, match="unexpected keyword argument 'colour'"):
+        create_model("dan_tiny", 3, colour="red")
+
+
+@pytest.mark.parametrize("name,stride,keep,trunc", list(_combos()))
+def test_output_on_grid_and_backward(name, stride, keep, trunc):
+    torch.manual_seed(0)
+    model = create_model(name, 3, grid_stride=stride, keep=keep, truncation=trunc)
+    x = torch.randn(2, 3, 40, 56)
+    out = model(x)
+    assert out.shape == (2, 3, *grid_shape(40, 56, stride))
+    out.logsumexp(dim=1).mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert model.decoder.classifier.weight.grad.abs().sum() > 0
+    # the encoder's first conv receives gradient through the truncation
+    first = next(m for m in model.encoder.modules() if isinstance(m, nn.Conv2d))
+    assert first.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_keep_one_leaves_decoder_features_unchanged(name):
+    torch.manual_seed(0)
+    model = create_model(name, 3, keep=1.0, grid_stride=2).eval()
+    x = torch.randn(1, 3, 48, 48)
+    feats = model.encoder(x)
+    assert all(model.decoder.truncate(f) is f for f in feats)
+    with torch.no_grad():
+        ref = model(x)
+        model.decoder.truncate = nn.Identity()
+        assert torch.equal(model(x), ref)
+
+
+def test_truncation_is_low_pass_and_normalised():
+    # A constant map keeps its value; a band-limited cosine is resampled exactly.
+    layer = SpectralTruncation(0.5, "fft")
+    const = torch.full((1, 2, 16, 12), 3.5)
+    assert torch.allclose(layer(const), torch.full((1, 2, 8, 6), 3.5), atol=1e-5)
+    n, m, k = 32, 16, 3
+    x = torch.cos(2 * math.pi * k * torch.arange(n) / n)[None, None, :, None].expand(1, 1, n, n)
+    y = layer(x.contiguous())
+    expected = torch.cos(2 * math.pi * k * torch.arange(m) / m)[:, None].expand(m, m)
+    assert y.shape == (1, 1, m, m)
+    assert torch.allclose(y[0, 0], expected, atol=1e-5)
+    # a frequency above the kept band (|f| > m/2 bins) is removed completely
+    hi = torch.cos(2 * math.pi * 12 * torch.arange(n) / n)[None, None, :, None].expand(1, 1, n, n)
+    assert layer(hi.contiguous()).abs().max() < 1e-5
+
+
+def test_truncation_sizes_identity_and_gradient():
+    assert truncated_size(33, 20, 0.5) == (16, 10)
+    assert truncated_size(3, 3, 0.1) == (1, 1)
+    x = torch.randn(2, 4, 10, 14, dtype=torch.float64, requires_grad=True)
+    assert SpectralTruncation(1.0)(x) is x
+    assert SpectralTruncation(0.5, "resize")(x).shape == (2, 4, 5, 7)
+    assert torch.autograd.gradcheck(lambda t: spectral_resize(t, (5, 7)), (x[:1, :1],))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,backbone,options", [
+    ("deeplabv3plus", "resnet18", {"output_stride": 8}),
+    ("deeplabv3plus", "resnet50", {"output_stride": 16}),
+    ("deeplabv3plus", "resnet101", {}),
+    ("deeplabv3plus", "mobilenet_v3_large", {"output_stride": 8}),
+    ("dan", "resnet18", {}),
+    ("dan", "resnet50", {"output_stride": 16}),
+    ("unet", None, {"width": 16, "depth": 4}),
+])
+def test_full_size_models_shapes(name, backbone, options):
+    model = create_model(name, 4, grid_stride=4, keep=0.5, backbone=backbone, **options).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 64, 80))
+    assert out.shape == (1, 4, 16, 20)
+    if name == "deeplabv3plus":
+        assert model.encoder.backbone.strides[0] == 4
+        assert model.encoder.backbone.strides[-1] == options.get("output_stride", 16)
+
+
+def test_weights_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("dan_tiny", 3)
+    path = tmp_path / "w.pt"
+    torch.save(model.state_dict(), path)
+    torch.manual_seed(1)
+    loaded = create_model("dan_tiny", 3, weights=str(path))
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="does not match the network"):
+        create_model("unet_tiny", 3, weights=str(path))
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        create_model("unet_tiny", 3, weights=str(tmp_path / "missing.pt"))

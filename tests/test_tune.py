@@ -1,0 +1,226 @@
+"""Sweeps on Ray Tune recorded in MLflow: the searcher's bookkeeping, a real sweep on a local Ray
+instance, resume, and a real multi-node Ray cluster (fake GPUs) on this machine."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+pytest.importorskip("ray.tune", reason="the sweep extra (ray[tune]) is not installed")
+pytest.importorskip("mlflow", reason="the sweep extra (mlflow) is not installed")
+
+import optuna  # noqa: E402
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Searcher  # noqa: E402
+
+from segcore.config.sweep import load_sweep_spec  # noqa: E402
+from segcore.tracking import schema  # noqa: E402
+from segcore.tune.callbacks import trial_status  # noqa: E402
+from segcore.tune.search import DedupOptunaSearch, build_search, optuna_space, param_space  # noqa: E402
+
+
+def spec_dict(tmp_path, **overrides) -> dict:
+    spec = {
+        "name": "t-local",
+        "dataset": {"name": "synthetic", "options": {"num_samples": 8, "size": [32, 32], "num_classes": 3, "cutoff": 0.0625}},
+        "networks": ["unet_tiny", "dan_tiny"],
+        "space": {"grid_stride": [2, 4], "keep": [0.5, 1.0]},
+        "train": {"batch_size": 4, "max_train_batches": 2, "max_val_batches": 1, "lr": 0.01},
+        "objectives": {"miou": "max", "gflops": "min"},
+        "search": {"algorithm": "optuna", "sampler": "nsga2", "population_size": 2},
+        "num_samples": 4,
+        "max_concurrent": 2,
+        "epochs": 2,
+        "storage_path": str(tmp_path / "ray_results"),
+        "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "experiment": "t",
+        "spectral": {"strides": [1, 2, 4], "blocks": [1, 2]},
+    }
+    spec.update(overrides)
+    return spec
+
+
+# --- the searcher, without running Ray -----------------------------------------------------------
+
+
+def _searcher(epochs: int = 2) -> DedupOptunaSearch:
+    return DedupOptunaSearch(
+        space={
+            "network": optuna.distributions.CategoricalDistribution(["a", "b"]),
+            "block": optuna.distributions.CategoricalDistribution([1, 8]),
+        },
+        metric=["miou", "gflops"],
+        mode=["max", "min"],
+        sampler=optuna.samplers.NSGAIISampler(seed=0, population_size=2),
+        epochs=epochs,
+        space_size=4,
+    )
+
+
+def test_dedupe_runs_each_configuration_once_then_finishes():
+    searcher = _searcher()
+    seen = []
+    for i in range(12):
+        config = searcher.suggest(f"t{i}")
+        if config == Searcher.FINISHED:
+            break
+        seen.append((config["network"], config["block"]))
+        searcher.on_trial_complete(f"t{i}", {"miou": 0.1 * i, "gflops": 1.0 + i, "epoch": 2})
+    assert sorted(seen) == sorted({("a", 1), ("a", 8), ("b", 1), ("b", 8)})  # all four, each once
+    assert config == Searcher.FINISHED
+    complete = [t for t in searcher._ot_study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    # Repeats were answered from the earlier results, so Optuna saw more points than trials ran.
+    assert len(complete) == 4 + searcher.skipped_repeats
+
+
+def test_early_stopped_trial_is_pruned_not_a_front_point():
+    searcher = _searcher(epochs=3)
+    searcher.suggest("stopped")
+    searcher.on_trial_complete("stopped", {"miou": 0.9, "gflops": 0.1, "epoch": 1})  # ASHA stopped it
+    searcher.suggest("full")
+    searcher.on_trial_complete("full", {"miou": 0.5, "gflops": 1.0, "epoch": 3})
+    states = {t.number: t.state for t in searcher._ot_study.trials}
+    assert states == {0: optuna.trial.TrialState.PRUNED, 1: optuna.trial.TrialState.COMPLETE}
+    assert [t.values for t in searcher._ot_study.best_trials] == [[0.5, 1.0]]
+
+
+def test_trial_status_from_last_result():
+    assert trial_status({"epoch": 3}, 3, errored=False) == schema.STATUS_COMPLETED
+    assert trial_status({"epoch": 1}, 3, errored=False) == schema.STATUS_EARLY_STOPPED
+    assert trial_status({"epoch": 3}, 3, errored=True) == schema.STATUS_FAILED
+
+
+def test_spec_to_search_and_space(tmp_path):
+    spec = load_sweep_spec(spec_dict(tmp_path), check_paths=False)
+    search = build_search(spec)
+    assert isinstance(search, ConcurrencyLimiter) and search.max_concurrent == 2
+    assert search.searcher.metric == ["miou", "gflops"] and search.searcher.mode == ["max", "min"]
+    assert set(optuna_space(spec)) == {"network", "grid_stride", "keep"}
+    space = param_space(spec)
+    assert "keep" not in space and space["epochs"] == 2 and space["dataset"] == "synthetic"
+
+    grid = load_sweep_spec(spec_dict(tmp_path, search={"algorithm": "grid"}), check_paths=False)
+    assert isinstance(build_search(grid), BasicVariantGenerator)
+    assert param_space(grid)["keep"] == {"grid_search": [0.5, 1.0]}
+
+
+# --- real sweeps --------------------------------------------------------------------------------
+
+
+def _runs(tracking_uri: str, experiment: str):
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get(schema.TAG_ROLE) == schema.ROLE_SWEEP]
+    children = [r for r in runs if r.data.tags.get(schema.TAG_ROLE) == schema.ROLE_TRIAL]
+    return client, parents, children
+
+
+@pytest.mark.slow
+def test_local_sweep_records_one_child_run_per_trial(tmp_path):
+    pytest.importorskip("segcore.train", reason="segcore.train not in this checkout")
+    from segcore.tune import run_sweep
+
+    spec = load_sweep_spec(spec_dict(tmp_path, asha={"metric": "miou", "grace_period": 1}))
+    outcome = run_sweep(spec, address="local", num_cpus=2, progress=True)
+    df = outcome.trials
+    assert len(df) == 4
+    assert not df.duplicated(["network", "grid_stride", "keep"]).any()  # dedupe: no config twice
+    assert set(df["status"]) <= {schema.STATUS_COMPLETED, schema.STATUS_EARLY_STOPPED}
+    assert (df["status"] == schema.STATUS_COMPLETED).any()
+
+    client, parents, children = _runs(spec.tracking_uri, "t")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    parent = parents[0]
+    assert parent.info.run_id == outcome.parent_run_id
+    parent_files = {a.path for a in client.list_artifacts(parent.info.run_id, "spectrum")}
+    assert {schema.ARTIFACT_SPECTRUM_JSON, schema.ARTIFACT_SPECTRUM_PLOT} <= parent_files
+
+    assert sorted(r.data.tags[schema.TAG_TRIAL_ID] for r in children) == sorted(df["trial_id"])
+    rows = df.set_index("trial_id")
+    for run in children:
+        tags, params = run.data.tags, run.data.params
+        row = rows.loc[tags[schema.TAG_TRIAL_ID]]
+        assert tags["mlflow.parentRunId"] == parent.info.run_id
+        assert set(schema.KNOB_PARAMS) <= set(params)
+        assert (params["network"], int(params["grid_stride"]), float(params["keep"])) == (
+            row["network"], row["grid_stride"], row["keep"],
+        )
+        assert tags[schema.TAG_NODE] and tags[schema.TAG_STATUS] == row["status"]
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "miou")]
+        assert run.info.status == "FINISHED"
+        if row["status"] == schema.STATUS_COMPLETED:
+            assert steps == [1, 2]
+            assert schema.ARTIFACT_PER_CLASS_IOU in {a.path for a in client.list_artifacts(run.info.run_id)}
+        else:  # stopped by ASHA after its first epoch: tagged, never "completed"
+            assert steps == [1] and tags.get(schema.TAG_EARLY_STOPPED) == "true"
+        assert "lr" not in run.data.metrics  # a param never doubles as a metric
+
+    # The same name again without --resume is refused before anything is recorded ...
+    with pytest.raises(ValueError, match="name: sweep 't-local' already has results"):
+        run_sweep(spec, address="local", num_cpus=2, progress=False)
+    # ... and --resume of a finished sweep runs nothing new and opens no duplicate run.
+    again = run_sweep(spec, address="local", num_cpus=2, progress=False, resume=True)
+    assert sorted(again.trials["trial_id"]) == sorted(df["trial_id"])
+    _, parents2, children2 = _runs(spec.tracking_uri, "t")
+    assert len(parents2) == 1 and len(children2) == len(children)
+    assert all(r.info.status != "RUNNING" for r in children2)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_gpu_fraction_trials_spread_over_a_multi_node_cluster(tmp_path):
+    """Head + two worker nodes, each worker declaring one (fake) GPU: four trials of half a GPU
+    must use both workers, run on the CPU inside the trial, and land in MLflow with their node."""
+    pytest.importorskip("segcore.train", reason="segcore.train not in this checkout")
+    from ray.cluster_utils import Cluster
+
+    from segcore.tune import run_sweep
+
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "num_gpus": 0, "gcs_server_port": _free_port(), "include_dashboard": False},
+    )
+    try:
+        workers = [cluster.add_node(num_cpus=1, num_gpus=1) for _ in range(2)]
+        cluster.wait_for_nodes()
+        spec = load_sweep_spec(
+            spec_dict(
+                tmp_path,
+                name="t-cluster",
+                networks=["unet_tiny"],
+                search={"algorithm": "grid"},
+                num_samples=1,
+                max_concurrent=4,
+                epochs=1,
+                resources={"cpu": 0.5, "gpu": 0.5},
+                experiment="t-cluster",
+                spectral={"enabled": False},
+            )
+        )
+        outcome = run_sweep(spec, address=cluster.address, progress=True)
+    finally:
+        cluster.shutdown()
+
+    df = outcome.trials
+    assert len(df) == 4 and set(df["status"]) == {schema.STATUS_COMPLETED}
+    assert set(df["device"]) == {"cpu"}  # granted a GPU, no CUDA here: fell back inside the trial
+    worker_ids = {w.node_id[:8] for w in workers}
+    trial_nodes = {node.rsplit("/", 1)[-1] for node in df["node"]}
+    assert trial_nodes == worker_ids  # spread over both GPU nodes, none on the GPU-less head
+
+    _, parents, children = _runs(spec.tracking_uri, "t-cluster")
+    assert len(parents) == 1 and len(children) == 4
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    by_trial = dict(zip(df["trial_id"], df["node"]))
+    for run in children:
+        assert run.data.tags[schema.TAG_NODE] == by_trial[run.data.tags[schema.TAG_TRIAL_ID]]
+        assert run.data.params["device"] == "cpu"
