@@ -260,31 +260,21 @@ class SpectrumResult:
 
     def stride_rows(self) -> list[dict[str, float]]:
         """One row per stride (grid quantities), for tables and CSV."""
-        return [
-            {
-                "stride": s,
-                "band_energy": self.band_energy[i],
-                "band_energy_no_dc": self.band_energy_no_dc[i],
-                "oracle_miou_soft": self.oracle_miou_soft[i],
-                "oracle_miou_majority": self.oracle_miou_majority[i],
-                "ce_floor": self.ce_floor[i],
-            }
-            for i, s in enumerate(self.strides)
-        ]
+        return self._rows("stride", self.strides, _STRIDE_FIELDS)
 
     def block_rows(self) -> list[dict[str, float]]:
         """One row per block size (annotation quantities), for tables and CSV."""
-        return [
-            {
-                "block": b,
-                "block_oracle_miou_hard": self.block_oracle_miou_hard[i],
-                "block_oracle_miou_soft": self.block_oracle_miou_soft[i],
-                "annotation_units_per_image": self.annotation_units_per_image[i],
-                "annotation_relative_units": self.annotation_relative_units[i],
-                "mixed_block_share": self.mixed_block_share[i],
-            }
-            for i, b in enumerate(self.blocks)
-        ]
+        return self._rows("block", self.blocks, _BLOCK_FIELDS)
+
+    def _rows(self, key: str, sizes: Sequence[int], fields: Sequence[str]) -> list[dict[str, float]]:
+        return [{key: size, **{f: getattr(self, f)[i] for f in fields}} for i, size in enumerate(sizes)]
+
+
+_STRIDE_FIELDS = ("band_energy", "band_energy_no_dc", "oracle_miou_soft", "oracle_miou_majority", "ce_floor")
+_BLOCK_FIELDS = (
+    "block_oracle_miou_hard", "block_oracle_miou_soft", "annotation_units_per_image",
+    "annotation_relative_units", "mixed_block_share",
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -959,10 +949,14 @@ def _soft_oracle_quads(
             val = (weights @ cv.permute(1, 0, 2).reshape(4, g * kc)).view(s * s, g, kc)
             if kc == 1:
                 pred = cand.expand(g, s * s)
+            elif kc == 2:  # the common case (one boundary): a comparison instead of an arg-max
+                pred = torch.where(val[:, :, 1] > val[:, :, 0], cand[:, 1], cand[:, 0]).t()
             else:
                 pred = cand.t().gather(0, val.argmax(dim=2)).t()  # first maximum: the lower class
             # Void pixels land in an extra confusion row that is dropped (no boolean indexing).
             conf_void += torch.bincount((truth * c + pred).reshape(-1), minlength=(c + 1) * c)
+            if kc == 1:
+                continue  # one class: its blended share is 1 wherever a pixel is valid, CE 0
             # Cross-entropy floor: the blended value of the true class over the blended mass.
             slot = torch.zeros(g, c + 1, dtype=torch.int64, device=dev)
             slot.scatter_(1, cand, torch.arange(kc, device=dev).expand(g, kc))
@@ -970,7 +964,8 @@ def _soft_oracle_quads(
             num = val.gather(2, true_pos.unsqueeze(2)).squeeze(2)  # (s*s, G)
             den = (weights @ mass[sel].t()) * common[None, :]
             ratio = torch.where(valid.t(), num / den, torch.ones_like(num))
-            ce -= torch.log(ratio).sum()
+            # float32 logs summed in float64: ample for a floor, and half the cost of float64 logs
+            ce -= torch.log(ratio.float()).sum(dtype=torch.float64)
     conf += conf_void[: c * c].view(c, c)
     return conf, float(ce)
 

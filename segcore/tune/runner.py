@@ -271,6 +271,8 @@ def run_sweep(
             recorder.reconcile(live_trial_ids=None)
             recorder.end_sweep(status=status)
             recorder.flush()
+            # On a slow store start_sweep may have returned before the run existed ("").
+            parent = parent or recorder.parent_run_id or ""
     finally:
         if started:
             ray.shutdown()

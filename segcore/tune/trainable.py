@@ -85,7 +85,9 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         from segcore.tracking.writer import SweepRecorder, trial_artifacts
 
         recorder = SweepRecorder(context.tracking_uri, context.experiment, context.sweep_name)
-        recorder.trial_run(trial_id, config, node=node)
+        # Not waiting for the run id: training starts while the run is opened in the background
+        # (the writer keeps the order of this trial's writes).
+        recorder.trial_run(trial_id, config, node=node, wait=False)
 
     extra = {"node": node, "device": device, "gpu_fallback": gpu_fallback}
     held: dict[str, Any] = {}
