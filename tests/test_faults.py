@@ -238,7 +238,8 @@ def test_driver_sigkill_then_resume(tmp_path):
     assert first and int(first.group(1)) == len(done_epochs) + 1, "not resumed from checkpoint"
 
 
-def test_worker_node_killed_trial_rescheduled(tmp_path):
+def test_worker_node_killed_trial_rescheduled(tmp_path, monkeypatch):
+    import ray._private.utils
     from ray.cluster_utils import Cluster
 
     from segcore.config.sweep import load_sweep_spec
@@ -252,9 +253,11 @@ def test_worker_node_killed_trial_rescheduled(tmp_path):
                              "amp": False})
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     spec = load_sweep_spec(spec_path)
-    # A head without CPUs (it schedules, runs no trial) and two one-CPU worker nodes.
+    # A head without CPUs (it schedules, runs no trial) and two one-CPU worker nodes. Cluster
+    # would record its address in /tmp/ray/ray_current_cluster for everyone: not here.
+    monkeypatch.setattr(ray._private.utils, "write_ray_address", lambda *a, **k: None)
     cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "port": free_port(), "include_dashboard": False,
+        "num_cpus": 0, "gcs_server_port": free_port(), "include_dashboard": False,
         "object_store_memory": 80 * 1024**2})
     workers = [cluster.add_node(num_cpus=1, object_store_memory=80 * 1024**2) for _ in range(2)]
     cluster.wait_for_nodes()
