@@ -70,7 +70,13 @@ def connect(address: str = "local", *, num_cpus: int | None = None, num_gpus: in
         )
     else:
         common.pop("include_dashboard")
-        ray.init(address=address, **common)
+        try:
+            ray.init(address=address, **common)
+        except ConnectionError as exc:
+            raise ValueError(
+                f"--address {address}: no running Ray cluster to join ({exc}); start one with "
+                "`ray start --head` (or `ray up cluster.yaml`), or run locally with --address local"
+            ) from None
     return True
 
 
