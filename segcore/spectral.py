@@ -260,31 +260,21 @@ class SpectrumResult:
 
     def stride_rows(self) -> list[dict[str, float]]:
         """One row per stride (grid quantities), for tables and CSV."""
-        return [
-            {
-                "stride": s,
-                "band_energy": self.band_energy[i],
-                "band_energy_no_dc": self.band_energy_no_dc[i],
-                "oracle_miou_soft": self.oracle_miou_soft[i],
-                "oracle_miou_majority": self.oracle_miou_majority[i],
-                "ce_floor": self.ce_floor[i],
-            }
-            for i, s in enumerate(self.strides)
-        ]
+        return self._rows("stride", self.strides, _STRIDE_FIELDS)
 
     def block_rows(self) -> list[dict[str, float]]:
         """One row per block size (annotation quantities), for tables and CSV."""
-        return [
-            {
-                "block": b,
-                "block_oracle_miou_hard": self.block_oracle_miou_hard[i],
-                "block_oracle_miou_soft": self.block_oracle_miou_soft[i],
-                "annotation_units_per_image": self.annotation_units_per_image[i],
-                "annotation_relative_units": self.annotation_relative_units[i],
-                "mixed_block_share": self.mixed_block_share[i],
-            }
-            for i, b in enumerate(self.blocks)
-        ]
+        return self._rows("block", self.blocks, _BLOCK_FIELDS)
+
+    def _rows(self, key: str, sizes: Sequence[int], fields: Sequence[str]) -> list[dict[str, float]]:
+        return [{key: size, **{f: getattr(self, f)[i] for f in fields}} for i, size in enumerate(sizes)]
+
+
+_STRIDE_FIELDS = ("band_energy", "band_energy_no_dc", "oracle_miou_soft", "oracle_miou_majority", "ce_floor")
+_BLOCK_FIELDS = (
+    "block_oracle_miou_hard", "block_oracle_miou_soft", "annotation_units_per_image",
+    "annotation_relative_units", "mixed_block_share",
+)
 
 
 # --------------------------------------------------------------------------------------------

@@ -45,6 +45,12 @@ from segcore.config.trial import TrialConfig, format_validation_error
 __all__ = ["fit", "validate_config", "TrialResult", "resolve_device", "training_targets", "CHECKPOINT_FILE"]
 
 CHECKPOINT_FILE = "checkpoint.pt"
+# A checkpoint only continues a trial of the same network, knobs, data and schedule.
+_RESUME_FIELDS = (
+    "network", "backbone", "model_options", "grid_stride", "loss_at", "keep", "truncation", "block",
+    "block_mode", "dataset", "dataset_options", "image_scale", "crop", "epochs", "batch_size", "optimizer",
+    "lr", "max_train_batches", "seed",
+)
 ReportFn = Callable[[dict[str, float], str | None], None]
 
 
@@ -78,19 +84,30 @@ class TrialResult:
 # configuration
 
 
-def _dataset_size(cfg: TrialConfig) -> tuple[int, int] | None:
-    """Training image size known without opening the data (crop, or the synthetic size)."""
+def _dataset_size(cfg: TrialConfig) -> tuple[int, int]:
+    """Training image size without decoding any image: the crop, the synthetic size, or the
+    header of the first training label file, scaled by ``image_scale``."""
     if cfg.crop is not None:
         return int(cfg.crop[0]), int(cfg.crop[1])
     if cfg.dataset == "synthetic":
-        from segcore.data.synthetic import SyntheticScenes
         import inspect
+
+        from segcore.data.synthetic import SyntheticScenes
 
         default = inspect.signature(SyntheticScenes).parameters["size"].default
         height, width = cfg.dataset_options.get("size", default)
-        scale = cfg.image_scale or 1.0
-        return max(1, round(height * scale)), max(1, round(width * scale))
-    return None
+    else:
+        from segcore.data import build_dataset
+
+        try:
+            labels = build_dataset(cfg.dataset, cfg.data_root, cfg.train_split, labels_only=True, **cfg.dataset_options)
+            if len(labels) == 0:
+                raise ValueError(f"no samples in split {cfg.train_split!r}")
+            height, width = labels.label_size(0)
+        except (FileNotFoundError, ValueError, TypeError) as exc:
+            raise ValueError(f"config.data_root: cannot open {cfg.dataset!r} at {cfg.data_root}: {exc}") from None
+    scale = cfg.image_scale or 1.0
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def _check_size(cfg: TrialConfig, height: int, width: int, where: str) -> None:
@@ -153,8 +170,7 @@ def validate_config(config: TrialConfig | dict) -> TrialConfig:
     if cfg.weights_backbone is not None and not entry.backbones:
         raise ValueError(f"config.weights_backbone: network {cfg.network!r} takes no backbone")
     size = _dataset_size(cfg)
-    if size is not None:
-        _check_size(cfg, *size, where=f"training images are {size[0]}x{size[1]}")
+    _check_size(cfg, *size, where=f"training images are {size[0]}x{size[1]}")
     return cfg
 
 
@@ -196,6 +212,37 @@ def resolve_device(requested: str = "auto") -> torch.device:
 # data
 
 
+_SAMPLE_CACHE: dict[tuple, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+
+
+class CachedSamples(torch.utils.data.Dataset):
+    """A dataset's samples decoded and resized once, kept in memory (``config.cache_data``).
+
+    The deterministic part of the pipeline (decode, resize by ``image_scale``) runs once per
+    process and split — trials of a sweep or a benchmark in the same process share it — and the
+    random part (crop, flip) and normalisation run per access, so training sees the same
+    distribution as without the cache.
+    """
+
+    def __init__(self, base, key: tuple, scale: float | None, transform):
+        from segcore.data import SegmentationTransform
+
+        self.base, self.transform = base, transform
+        self.num_classes, self.ignore_index = base.num_classes, base.ignore_index
+        self.class_names = tuple(getattr(base, "class_names", ()))
+        if key not in _SAMPLE_CACHE:
+            base.transform = SegmentationTransform(scale=scale, normalize=False, ignore_index=base.ignore_index)
+            _SAMPLE_CACHE[key] = [base[i] for i in range(len(base))]
+        self.samples = _SAMPLE_CACHE[key]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, label = self.samples[index]
+        return self.transform(image, label)
+
+
 def _build_data(cfg: TrialConfig):
     from segcore.data import SegmentationTransform, build_dataset
 
@@ -210,6 +257,12 @@ def _build_data(cfg: TrialConfig):
     except TypeError as exc:
         raise ValueError(f"config.dataset_options: {exc}") from None
     crop = tuple(cfg.crop) if cfg.crop is not None else None
+    if cfg.cache_data:
+        ident = (cfg.dataset, cfg.data_root, repr(sorted(cfg.dataset_options.items())), cfg.image_scale)
+        train_tf = SegmentationTransform(crop=crop, hflip=cfg.hflip, ignore_index=train_set.ignore_index)
+        val_tf = SegmentationTransform(ignore_index=val_set.ignore_index)
+        return (CachedSamples(train_set, ident + (cfg.train_split,), cfg.image_scale, train_tf),
+                CachedSamples(val_set, ident + (cfg.val_split,), cfg.image_scale, val_tf))
     train_set.transform = SegmentationTransform(
         scale=cfg.image_scale, crop=crop, hflip=cfg.hflip, ignore_index=train_set.ignore_index
     )
@@ -487,6 +540,12 @@ def fit(config: TrialConfig | dict, report: ReportFn | None = None, *, resume_fr
     start_epoch = 1
     if ckpt_path is not None:
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        changed = [k for k in _RESUME_FIELDS if state.get("config", {}).get(k, resolved[k]) != resolved[k]]
+        if changed:
+            raise ValueError(
+                f"checkpoint {ckpt_path} was trained with a different configuration: "
+                + ", ".join(f"{k}={state['config'][k]!r} there, {resolved[k]!r} here" for k in changed)
+            )
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as exc:

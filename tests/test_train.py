@@ -44,7 +44,7 @@ def easy(**overrides) -> dict:
     ({"dataset": "imagenet"}, r"config.dataset: unknown dataset 'imagenet'; valid datasets: .*camvid"),
     ({"dataset": "camvid", "data_root": "/nonexistent/camvid"}, r"config.data_root: /nonexistent/camvid is not a folder"),
     ({"dataset": "camvid"}, r"config.data_root: dataset 'camvid' needs a root"),
-    ({"model_options": {"depth": 9}}, r"config.model_options: UNet depth must be an integer in 1..6"),
+    ({"model_options": {"depth": 9}}, r"config.model_options: network .unet_tiny.: UNet depth must be an integer in 1..6"),
     ({"truncation": "dct"}, r"config.truncation: Input should be 'fft' or 'resize'"),
     ({"lr": -1}, r"config.lr: Input should be greater than 0"),
 ])
@@ -210,3 +210,28 @@ def test_camvid_short_run(camvid_root):
                       latency_repeats=1))
     assert math.isfinite(result.metrics["train_loss"]) and 0 <= result.metrics["miou"] <= 1
     assert len(result.per_class_iou) == 11 and result.samples.shape == (45, 180, 3)
+
+
+def test_cached_samples_train_identically():
+    config = easy(network="dan_tiny", epochs=1, max_train_batches=2, max_val_batches=2, crop=[24, 24])
+    plain = fit(config)
+    cached = fit(dict(config, cache_data=True))
+    assert cached.history[0]["train_loss"] == plain.history[0]["train_loss"]
+    assert cached.metrics["miou"] == plain.metrics["miou"]
+
+
+def test_resume_refuses_a_different_configuration(tmp_path):
+    config = easy(network="dan_tiny", epochs=1, max_train_batches=1, max_val_batches=1,
+                  checkpoint_dir=str(tmp_path))
+    fit(config)
+    with pytest.raises(ValueError, match="different configuration: keep=1.0 there, 0.5 here"):
+        fit(dict(config, keep=0.5, epochs=2), resume_from=str(tmp_path / "epoch_1"))
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        fit(config, resume_from=str(tmp_path / "nowhere"))
+
+
+def test_camvid_block_checked_against_the_image_header(camvid_root):
+    # 360 x 480 at scale 0.25 is 90 x 120: block 121 cannot fit; found from the header alone
+    with pytest.raises(ValueError, match="config.block: block=121 is larger than the 90x120 label map"):
+        validate_config(dict(network="dan_tiny", dataset="camvid", data_root=str(camvid_root), image_scale=0.25,
+                             block=121))

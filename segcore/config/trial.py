@@ -54,6 +54,8 @@ class TrialConfig(BaseModel):
     image_scale: float | None = Field(None, gt=0.0, le=4.0)
     crop: tuple[int, int] | None = None
     hflip: bool = True
+    # decode + resize every sample once per process and keep it in memory (small data sets)
+    cache_data: bool = False
 
     # optimisation
     epochs: int = Field(5, ge=1)

@@ -120,7 +120,7 @@ def create_model(
         raise ValueError(f"network {name!r} takes no backbone, got weights_backbone={weights_backbone!r}")
     try:
         model = entry.builder(num_classes, **kwargs)
-    except TypeError as exc:  # an unknown model option: name it with what is valid
+    except (TypeError, ValueError) as exc:  # a bad knob or an unknown option: say which network
         raise ValueError(f"network {name!r}: {exc}") from exc
     model.network = name
     if weights is not None:
