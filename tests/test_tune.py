@@ -167,6 +167,8 @@ def test_local_sweep_records_one_child_run_per_trial(tmp_path):
     _, parents2, children2 = _runs(spec.tracking_uri, "t")
     assert len(parents2) == 1 and len(children2) == len(children)
     assert all(r.info.status != "RUNNING" for r in children2)
+    steps = [m.step for m in client.get_metric_history(parent.info.run_id, "spectrum.band_energy")]
+    assert steps == [1, 2, 4]  # the spectral curve once, by stride, not again on resume
 
 
 def _free_port() -> int:
