@@ -1100,9 +1100,11 @@ def plot_spectrum(result: SpectrumResult, path: str | Path) -> Path:
     for s in result.strides:
         if s > 1:
             ax.axvline(1 / (2 * s), color="grey", alpha=0.3, linewidth=0.8)
-    if result.efficient_grid_by_miou:
-        ax.axvline(1 / (2 * result.efficient_grid_by_miou), color="tab:red", alpha=0.7, linestyle="-.")
-    ax.set_xlabel("radial frequency |f| (cycles / pixel); grey: 1/(2s)")
+    for s, colour in ((result.efficient_grid_by_miou, "tab:red"), (result.efficient_grid_by_energy, "tab:purple")):
+        if s is not None and 1 / (2 * s) <= _MAX_RADIUS:  # stride 1's band is the whole spectrum
+            ax.axvline(1 / (2 * s), color=colour, alpha=0.7, linestyle="-.")
+    ax.set_xlim(0, _MAX_RADIUS)
+    ax.set_xlabel("radial frequency |f| (cycles / pixel); grey: 1/(2s), dash-dot: efficient grids")
     ax.set_ylabel("share of non-DC energy per bin")
     ax.grid(alpha=0.3)
     ax.set_title("radial label spectrum")
