@@ -36,6 +36,7 @@ class TrialContext:
     tracking_uri: str | None
     experiment: str | None
     cpus_per_trial: float = 1.0
+    network_config: dict | None = None  # per-network fixed fields (the spec's network_config)
 
 
 def node_label() -> str:
@@ -74,6 +75,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     trial_id = tune.get_context().get_trial_id()
     node = node_label()
     config = dict(config)
+    config.update((context.network_config or {}).get(config.get("network"), {}))
     device, gpu_fallback = _device(config)
     config["device"] = device
     # Ray sets OMP_NUM_THREADS from the trial's CPUs; torch's intra-op pool must follow it, or
