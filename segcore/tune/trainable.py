@@ -23,6 +23,7 @@ from ray import tune
 from segcore.tracking import schema
 
 _FLUSH_TIMEOUT_S = 300.0
+_EPOCH_FLUSH_TIMEOUT_S = 30.0
 
 __all__ = ["TrialContext", "run_trial", "node_label", "trial_dirname"]
 
@@ -101,6 +102,9 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         metrics = {k: float(v) for k, v in metrics.items()}
         if recorder is not None:
             recorder.log_epoch(trial_id, metrics, step=int(metrics[schema.METRIC_EPOCH]))
+            # The scheduler may stop this trial on this very result, and Ray then ends the
+            # process (or hands it to the next trial) without waiting for the writer's queue.
+            recorder.flush(timeout=_EPOCH_FLUSH_TIMEOUT_S)
         if metrics[schema.METRIC_EPOCH] >= context.epochs:
             held.update(metrics=metrics, checkpoint_dir=checkpoint_dir)
             return
