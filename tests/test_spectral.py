@@ -293,3 +293,15 @@ def test_block_structured_labels_give_the_efficient_grid_of_their_cutoff():
     assert r.efficient_grid_by_miou == predicted_stride(1 / 16) == 8
     assert r.block_oracle_miou_hard[:2] == [1.0, 1.0] and r.efficient_block == 8
     assert r.mixed_block_share[:2] == [0.0, 0.0] and r.mixed_block_share[2] > 0.1
+
+
+def test_strides_beyond_the_exact_range_match_the_plain_definitions():
+    # Above stride 32 the blend runs in float64 instead of integers; cells of 1600+ pixels make
+    # exact ties practically impossible, so both paths must agree.
+    maps = [random_blobs(90, 100, 3, seed=s, scale=7) for s in range(2)]
+    ds = InMemoryLabels(maps, num_classes=3, ignore_index=None)
+    fast = spectral.analyze(ds, strides=(33, 40, 45), blocks=(40,), workers=1, threads=1)
+    dense = spectral.analyze(ds, strides=(33, 40, 45), blocks=(40,), workers=1, threads=1, method="dense")
+    assert fast.oracle_miou_soft == pytest.approx(dense.oracle_miou_soft, abs=1e-12)
+    assert fast.oracle_miou_majority == pytest.approx(dense.oracle_miou_majority, abs=1e-12)
+    assert fast.ce_floor == pytest.approx(dense.ce_floor, rel=1e-5)

@@ -118,32 +118,41 @@ def plot_accuracy_vs_stride(df: pd.DataFrame, model: TradeoffModel, path: str | 
         fit = model.networks[name]
         ratio = float(model._ratio(fit.image_scale))
         sub = df[(df["network"].astype(str) == name) & df[metric].notna()]
+        # The oracle in the trials' strides, from their own dense resolution (stride 1) on.
         oracle_x = curves.strides * ratio if curves is not None else np.array([])
-        lo = float(min(sub["grid_stride"].min(), *oracle_x[oracle_x >= 1])) if len(oracle_x) else float(sub["grid_stride"].min())
-        hi = float(max(sub["grid_stride"].max(), *oracle_x)) if len(oracle_x) else float(sub["grid_stride"].max())
+        oracle_x = np.unique(np.concatenate([[1.0], oracle_x[oracle_x >= 1]])) if len(oracle_x) else oracle_x
+        lo, hi = 1.0, float(max(sub["grid_stride"].max(), *oracle_x)) if len(oracle_x) else float(sub["grid_stride"].max())
         grid = np.exp2(np.linspace(np.log2(lo), np.log2(max(hi, lo * 1.01)), 100))
         pure = (sub["keep"] == 1.0) & (sub["block"] == 1)
-        ax.scatter(sub.loc[pure, "grid_stride"], sub.loc[pure, metric], color=colours[name], s=28,
-                   label="measured (keep 1, block 1)", zorder=3)
+        handles = [ax.scatter(sub.loc[pure, "grid_stride"], sub.loc[pure, metric], color=colours[name], s=28,
+                              label="measured (keep 1, block 1)", zorder=3)]
         if (~pure).any():
-            ax.scatter(sub.loc[~pure, "grid_stride"], sub.loc[~pure, metric], color=colours[name],
-                       s=18, alpha=0.35, marker="x", label="measured (other keep/block)")
+            handles.append(ax.scatter(sub.loc[~pure, "grid_stride"], sub.loc[~pure, metric], color=colours[name],
+                                      s=18, alpha=0.35, marker="x", label="measured (other keep/block)"))
         pred = model.predict_many(name, grid, np.ones_like(grid), np.ones_like(grid))[metric]
-        ax.plot(grid, pred, "-", color=colours[name],
-                label=f"fit: {fit.accuracy.kind} (LOO RMSE {fit.accuracy.loo_rmse:.3g})")
+        handles += ax.plot(grid, pred, "-", color=colours[name],
+                           label=f"fit: {fit.accuracy.kind} (LOO RMSE {fit.accuracy.loo_rmse:.3g})")
         if curves is not None:
-            ax.plot(oracle_x, curves.grid, "k--", lw=1, label="spectral oracle mIoU")
+            # The label-only oracle relative to the dense grid of the trials' images, anchored at
+            # the fitted dense accuracy: the curve of a network that loses accuracy exactly as the
+            # oracle does (a calibrated oracle with g = 1).
+            relative = curves.at_stride(oracle_x / ratio) / curves.at_stride(1.0 / ratio)
+            dense = model.predict_many(name, [1.0], [1.0], [1.0])[metric][0]
+            handles += ax.plot(oracle_x, dense * relative, "k--", lw=1,
+                               label="spectral oracle shape (x fitted dense accuracy)")
             spectral = model.spectral_in_trial_units(name)["grid_by_miou"]
             if spectral:
-                ax.axvline(spectral, color="k", ls=":", lw=1, label=f"spectral efficient grid {spectral:g}")
+                handles.append(ax.axvline(spectral, color="k", ls=":", lw=1,
+                                          label=f"spectral efficient grid {spectral:g}"))
         measured = fit.recommended.get("efficient_grid_measured")
         if measured:
-            ax.axvline(measured, color=colours[name], ls="-.", lw=1, label=f"measured efficient grid {measured:g}")
+            handles.append(ax.axvline(measured, color=colours[name], ls="-.", lw=1,
+                                      label=f"measured efficient grid {measured:g}"))
         ax.set_xscale("log", base=2)
         ax.set_xlabel("grid stride" + (f" (images at scale {fit.image_scale:g})" if fit.image_scale != 1 else ""))
         ax.set_title(name)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
+        ax.legend(handles=handles, fontsize=6, loc="lower left")
     axes[0].set_ylabel(metric)
     return _save(fig, path)
 

@@ -95,6 +95,9 @@ _MLFLOW_HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
 
+# A writer thread with nothing to do for this long ends; the next write starts another.
+_IDLE_EXIT_S = 30.0
+
 # Errors that are not outages but may pass (e.g. an HTTP 500): retried a few times only, so a
 # request the server can never accept does not block the queue forever.
 _MAX_OTHER_ATTEMPTS = 5
@@ -445,8 +448,9 @@ class SweepRecorder:
         with self._lock:
             self._closed = True
             self._lock.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=5)
         return ok
 
     # -- queueing ---------------------------------------------------------------------------
@@ -498,6 +502,7 @@ class SweepRecorder:
         return op.result
 
     def _ensure_thread(self) -> None:
+        # Called with the lock held; the thread clears self._thread under the lock as it ends.
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._drain, name="segcore-mlflow-writer",
                                             daemon=True)
@@ -518,9 +523,15 @@ class SweepRecorder:
         delay = self.retry_initial_s
         while True:
             with self._lock:
+                idle_since = time.monotonic()
                 while not self._queue and not self._closed:
-                    self._lock.wait()
+                    if time.monotonic() - idle_since > _IDLE_EXIT_S:
+                        break
+                    self._lock.wait(_IDLE_EXIT_S)
                 if not self._queue:
+                    # Closed, or idle: the thread ends (a reused Ray worker runs many trials,
+                    # each with a recorder) and the next write starts a new one.
+                    self._thread = None
                     return
                 batch = self._take_batch()
                 self._busy = True
