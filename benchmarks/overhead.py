@@ -35,17 +35,20 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "results" / "overhead.json"
 
 
-def sweep_spec(workdir: Path, trials: int, epochs: int, slots: int) -> dict:
-    """A grid sweep of ``trials`` tiny U-Net trials on 32 x 32 synthetic scenes, CPU only."""
+def sweep_spec(workdir: Path, trials: int, epochs: int, slots: int, size: int = 32,
+               batches: int = 3) -> dict:
+    """A grid sweep of ``trials`` tiny U-Net trials on synthetic scenes, CPU only."""
     strides = [1, 2, 4, 8]
     keeps = [1.0, 0.5, 0.75, 0.25][: max(1, -(-trials // len(strides)))]
     return {
         "name": "overhead",
         "dataset": {"name": "synthetic",
-                    "options": {"num_samples": 16, "size": [32, 32], "num_classes": 4}},
+                    "options": {"num_samples": 4 * batches + 4, "size": [size, size],
+                                "num_classes": 4}},
         "networks": ["unet_tiny"],
         "space": {"grid_stride": strides[: min(trials, 4)], "keep": keeps},
-        "train": {"batch_size": 4, "max_train_batches": 3, "max_val_batches": 1, "amp": False},
+        "train": {"batch_size": 4, "max_train_batches": batches, "max_val_batches": 1,
+                  "amp": False},
         "objectives": {"miou": "max", "gflops": "min"},
         "search": {"algorithm": "grid"},
         "num_samples": 1,
@@ -171,6 +174,8 @@ def record_timeline(uri: str, storage: Path, start: float, wall: float, slots: i
             s["first_epoch_end"] - s["trial_start"] for s in spans),
         "epochs_s_sum": sum(s["epochs_s"] for s in spans),
         "gaps_between_trials_s_sum": slots * wall - busy,
+        "first_trial_end_s": min(s["end"] for s in spans) - start,
+        "last_trial_end_s": max(s["end"] for s in spans) - start,
         "runs": len(spans),
         "per_trial": [{"function_start_s": round(s["trial_start"] - start, 3),
                        "run_open_s": round(s["run_open"] - start, 3),
@@ -184,6 +189,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--slots", type=int, default=1, help="max_concurrent of the sweep")
+    parser.add_argument("--size", type=int, default=32, help="image side (pixels)")
+    parser.add_argument("--batches", type=int, default=3, help="training batches per epoch")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
 
@@ -191,7 +198,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="segcore-overhead-") as tmp:
         workdir = Path(tmp)
-        spec = load_sweep_spec(sweep_spec(workdir, args.trials, args.epochs, args.slots))
+        spec = load_sweep_spec(sweep_spec(workdir, args.trials, args.epochs, args.slots,
+                                          args.size, args.batches))
         n = len(spec.grid())
         stores = store_creation(workdir)
         print(f"new MLflow SQLite store: {stores['mlflow_s']:.2f} s by MLflow's migrations, "
@@ -226,11 +234,13 @@ def main(argv: list[str] | None = None) -> dict:
             # MLflow writes' final flush).
             "in_trial_beyond_fit_s_per_trial": (timeline["trial_function_s_sum"] - plain_total) / n,
         },
-        # Once the first trial runs (Ray up, sweep set up): the steady-state cost of a trial.
-        "steady_overhead_s_per_trial": (args.slots * (tuned["wall_s"]
-                                        - timeline["first_trial_function_start_s"]) / n
-                                        - plain_mean),
     }
+    # Once the first trial has ended (sweep set up, first worker warm): the cost of each further
+    # trial, and the share of slot time then busy with trial work.
+    steady_slot = args.slots * (timeline["last_trial_end_s"] - timeline["first_trial_end_s"]) / (n - 1)
+    result["steady_overhead_s_per_trial"] = steady_slot - plain_mean
+    result["steady_slots_busy_share"] = plain_mean / steady_slot
+    result["fixed_cost_s"] = timeline["first_trial_end_s"] - plain_mean
     print(f"\nplain fit: {plain_mean:.2f} s/trial; sweep: {slot_per_trial:.2f} slot-s/trial "
           f"(+ Ray start {tuned['ray_start_s']:.1f} s once)")
     print(f"overhead: {overhead:.2f} s/trial, ratio {result['ratio_sweep_to_plain']:.2f}x, "
@@ -241,8 +251,10 @@ def main(argv: list[str] | None = None) -> dict:
           f"{w['tail_after_last_trial_s']:.2f} s")
     print(f"  per trial: function start -> run open {w['function_start_to_run_open_s_mean']:.2f} s,"
           f" -> first epoch {w['function_start_to_first_epoch_s_mean']:.2f} s; in trial beyond "
-          f"fit {w['in_trial_beyond_fit_s_per_trial']:.2f} s; steady-state overhead "
-          f"{result['steady_overhead_s_per_trial']:.2f} s/trial")
+          f"fit {w['in_trial_beyond_fit_s_per_trial']:.2f} s")
+    print(f"  fixed cost until the first trial ends {result['fixed_cost_s']:.2f} s; after it: "
+          f"{result['steady_overhead_s_per_trial']:.2f} s overhead per trial, slots busy "
+          f"{100 * result['steady_slots_busy_share']:.0f}%")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
