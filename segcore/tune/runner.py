@@ -130,6 +130,7 @@ def build_tuner(spec: SweepSpec, *, resume: bool = False, progress: bool = True)
         tracking_uri=spec.tracking_uri,
         experiment=spec.experiment_name,
         cpus_per_trial=spec.resources.cpu,
+        network_config=spec.network_config,
     )
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, context=context),
