@@ -899,7 +899,8 @@ def _soft_oracle_quads(
     first = num_cand.cumsum(0) - num_cand
 
     tot1 = total.clamp_min(1)
-    weights = _bilinear_weights(s, str(dev)).to(torch.float64)  # (s*s, 4)
+    integer_weights = _bilinear_weights(s, str(dev))  # (s*s, 4)
+    weights = {t: integer_weights.to(t) for t in (torch.float32, torch.float64)}
     mass = (total > 0).to(torch.float64)  # (Q, 4): the proportions of a cell sum to this
     # Truth pixels: by coordinates when few quads are evaluated, else from a quad-major copy of
     # the map shifted by o = (s+1)//2 (quad (a, b) is then the s x s block (a, b), margin void).
@@ -935,18 +936,22 @@ def _soft_oracle_quads(
             cnt += corner_code[sel][:, :, None] == cand[:, None, :]  # pure corners: one pixel
             t1 = tot1[sel]
             if s <= _EXACT_MAX_STRIDE:
-                # Proportions on the common denominator T = prod_j total_j: counts_j * T / total_j
-                # is an integer <= T <= 2**40 and the weights sum to (2s)**2 <= 2**12, so every
+                # Proportions on the common denominator L = lcm_j total_j: counts_j * L / total_j
+                # is an integer <= L <= 2**40 and the weights sum to (2s)**2 <= 2**12, so every
                 # blended value is an integer below 2**53: exact in float64, and so is the arg-max
-                # (ties go to the lower class).
-                common = t1.prod(dim=1)
-                cv = (cnt * (common[:, None] // t1)[:, :, None]).to(torch.float64)
-                common = common.to(torch.float64)
+                # (ties go to the lower class). When the cells are equally full (the usual case)
+                # L is small and the values stay below 2**24: exact in float32, at half the cost.
+                common = torch.lcm(torch.lcm(t1[:, 0], t1[:, 1]), torch.lcm(t1[:, 2], t1[:, 3]))
+                dtype = torch.float32 if int(common.max()) * (2 * s) ** 2 < 2**24 else torch.float64
+                cv = (cnt * (common[:, None] // t1)[:, :, None]).to(dtype)
+                common = common.to(dtype)
             else:
-                cv = cnt.to(torch.float64) / t1[:, :, None]
-                common = torch.ones(g, dtype=torch.float64, device=dev)
+                dtype = torch.float64
+                cv = cnt.to(dtype) / t1[:, :, None]
+                common = torch.ones(g, dtype=dtype, device=dev)
+            w = weights[dtype]
             # One GEMM for all quads of the chunk: (s*s, 4) @ (4, G*K).
-            val = (weights @ cv.permute(1, 0, 2).reshape(4, g * kc)).view(s * s, g, kc)
+            val = (w @ cv.permute(1, 0, 2).reshape(4, g * kc)).view(s * s, g, kc)
             if kc == 1:
                 pred = cand.expand(g, s * s)
             elif kc == 2:  # the common case (one boundary): a comparison instead of an arg-max
@@ -962,7 +967,7 @@ def _soft_oracle_quads(
             slot.scatter_(1, cand, torch.arange(kc, device=dev).expand(g, kc))
             true_pos = slot.gather(1, truth).t()  # (s*s, G)
             num = val.gather(2, true_pos.unsqueeze(2)).squeeze(2)  # (s*s, G)
-            den = (weights @ mass[sel].t()) * common[None, :]
+            den = (w @ mass[sel].t().to(dtype)) * common[None, :]
             ratio = torch.where(valid.t(), num / den, torch.ones_like(num))
             # float32 logs summed in float64: ample for a floor, and half the cost of float64 logs
             ce -= torch.log(ratio.float()).sum(dtype=torch.float64)
@@ -1100,9 +1105,11 @@ def plot_spectrum(result: SpectrumResult, path: str | Path) -> Path:
     for s in result.strides:
         if s > 1:
             ax.axvline(1 / (2 * s), color="grey", alpha=0.3, linewidth=0.8)
-    if result.efficient_grid_by_miou:
-        ax.axvline(1 / (2 * result.efficient_grid_by_miou), color="tab:red", alpha=0.7, linestyle="-.")
-    ax.set_xlabel("radial frequency |f| (cycles / pixel); grey: 1/(2s)")
+    for s, colour in ((result.efficient_grid_by_miou, "tab:red"), (result.efficient_grid_by_energy, "tab:purple")):
+        if s is not None and 1 / (2 * s) <= _MAX_RADIUS:  # stride 1's band is the whole spectrum
+            ax.axvline(1 / (2 * s), color=colour, alpha=0.7, linestyle="-.")
+    ax.set_xlim(0, _MAX_RADIUS)
+    ax.set_xlabel("radial frequency |f| (cycles / pixel); grey: 1/(2s), dash-dot: efficient grids")
     ax.set_ylabel("share of non-DC energy per bin")
     ax.grid(alpha=0.3)
     ax.set_title("radial label spectrum")

@@ -72,6 +72,8 @@ CATALOGUE = [
     ("unknown train field", with_("train", {"batchsize": 3}), "train.batchsize", "batch_size"),
     ("train and space both", with_("train", {"keep": 0.5}), "train.keep", "set it in one place"),
     ("bad name", with_("name", "my sweep/1"), "name", "letters, digits"),
+    ("network_config of another network", with_("network_config", {"dan": {"lr": 0.1}}), "network_config.dan", "unet_tiny"),
+    ("network_config bad value", with_("network_config", {"unet_tiny": {"lr": -1}}), "network_config.unet_tiny.lr", "greater than 0"),
 ]
 
 
@@ -129,6 +131,8 @@ def test_good_spec_resolves_space_defaults_and_paths(tmp_path, monkeypatch):
     base = spec.base_config()
     assert base["network"] == "unet_tiny" and base["epochs"] == 2 and base["dataset"] == "synthetic"
     assert spec.space_size() is None  # keep is continuous
+    tuned = load_sweep_spec(with_("network_config", {"unet_tiny": {"lr": 0.05}}))
+    assert tuned.trial_config({"grid_stride": 2})["lr"] == 0.05
 
 
 def test_grid_enumerates_every_combination_times_num_samples():

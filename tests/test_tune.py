@@ -123,7 +123,9 @@ def test_local_sweep_records_one_child_run_per_trial(tmp_path):
     pytest.importorskip("segcore.train", reason="segcore.train not in this checkout")
     from segcore.tune import run_sweep
 
-    spec = load_sweep_spec(spec_dict(tmp_path, asha={"metric": "miou", "grace_period": 1}))
+    spec = load_sweep_spec(
+        spec_dict(tmp_path, asha={"metric": "miou", "grace_period": 1}, network_config={"dan_tiny": {"lr": 0.02}})
+    )
     outcome = run_sweep(spec, address="local", num_cpus=2, progress=True)
     df = outcome.trials
     assert len(df) == 4
@@ -148,6 +150,7 @@ def test_local_sweep_records_one_child_run_per_trial(tmp_path):
         assert (params["network"], int(params["grid_stride"]), float(params["keep"])) == (
             row["network"], row["grid_stride"], row["keep"],
         )
+        assert float(params["lr"]) == (0.02 if row["network"] == "dan_tiny" else 0.01)  # network_config
         assert tags[schema.TAG_NODE] and tags[schema.TAG_STATUS] == row["status"]
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "miou")]
         assert run.info.status == "FINISHED"
@@ -167,6 +170,8 @@ def test_local_sweep_records_one_child_run_per_trial(tmp_path):
     _, parents2, children2 = _runs(spec.tracking_uri, "t")
     assert len(parents2) == 1 and len(children2) == len(children)
     assert all(r.info.status != "RUNNING" for r in children2)
+    steps = [m.step for m in client.get_metric_history(parent.info.run_id, "spectrum.band_energy")]
+    assert steps == [1, 2, 4]  # the spectral curve once, by stride, not again on resume
 
 
 def _free_port() -> int:

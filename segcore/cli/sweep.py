@@ -65,6 +65,8 @@ def describe(spec) -> str:
         lines += [f"    {i + 1:>4}  " + " ".join(f"{k}={v}" for k, v in point.items()) for i, point in enumerate(grid)]
     base = spec.base_config()
     fixed = {k: v for k, v in base.items() if k not in spec.searched_knobs() and v not in (None, {}, [])}
+    for net, overrides in spec.network_config.items():
+        lines.append(f"  {net} only: " + ", ".join(f"{k}={v}" for k, v in overrides.items()))
     lines.append("  fixed trial config: " + ", ".join(f"{k}={v}" for k, v in fixed.items()))
     return "\n".join(lines)
 

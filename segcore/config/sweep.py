@@ -212,6 +212,9 @@ class SweepSpec(_Strict):
     networks: list[str] = Field(min_length=1)
     space: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict)
+    # Per-network fixed trial fields on top of `train`, e.g. {deeplabv3plus: {backbone: resnet18}}
+    # (U-Net takes no backbone, so a backbone cannot go in `train` for all three).
+    network_config: dict[str, dict[str, Any]] = Field(default_factory=dict)
     objectives: dict[str, Literal["max", "min"]] = Field(
         default_factory=lambda: {schema.METRIC_MIOU: "max", "gflops": "min"}
     )
@@ -298,6 +301,7 @@ class SweepSpec(_Strict):
         """The full trial config (a dict for :func:`segcore.train.fit`) for one sampled point."""
         cfg = self.base_config()
         cfg.update(sampled)
+        cfg.update(self.network_config.get(cfg.get("network"), {}))
         return cfg
 
     def asha_mode(self) -> str | None:
@@ -466,10 +470,20 @@ def _check_range(name: str, raw: dict, where: str, errors: list[tuple[str, str]]
 
 
 def _check_train(spec: SweepSpec, errors: list[tuple[str, str]]) -> None:
-    for name, value in spec.train.items():
-        where = f"train.{name}"
+    fields = [(f"train.{k}", k, v) for k, v in spec.train.items()]
+    for net, overrides in spec.network_config.items():
+        if net not in spec.networks:
+            errors.append((f"network_config.{net}", f"not one of this sweep's networks: {_choices(spec.networks)}"))
+            continue
+        for name, value in overrides.items():
+            where = f"network_config.{net}.{name}"
+            if name in spec.space:
+                errors.append((where, f"{name} is also in `space`; set it in one place"))
+            else:
+                fields.append((where, name, value))
+    for where, name, value in fields:
         if name in _SET_ELSEWHERE:
-            errors.append((where, f"set {name} in `{_SET_ELSEWHERE[name]}`, not in `train`"))
+            errors.append((where, f"set {name} in `{_SET_ELSEWHERE[name]}`, not here"))
         elif name not in TrialConfig.model_fields:
             valid = [k for k in TrialConfig.model_fields if k not in _SET_ELSEWHERE]
             errors.append((where, f"unknown trial field; valid fields: {_choices(valid)}"))

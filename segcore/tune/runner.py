@@ -70,7 +70,13 @@ def connect(address: str = "local", *, num_cpus: int | None = None, num_gpus: in
         )
     else:
         common.pop("include_dashboard")
-        ray.init(address=address, **common)
+        try:
+            ray.init(address=address, **common)
+        except ConnectionError as exc:
+            raise ValueError(
+                f"--address {address}: no running Ray cluster to join ({exc}); start one with "
+                "`ray start --head` (or `ray up cluster.yaml`), or run locally with --address local"
+            ) from None
     return True
 
 
@@ -124,6 +130,7 @@ def build_tuner(spec: SweepSpec, *, resume: bool = False, progress: bool = True)
         tracking_uri=spec.tracking_uri,
         experiment=spec.experiment_name,
         cpus_per_trial=spec.resources.cpu,
+        network_config=spec.network_config,
     )
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, context=context),
@@ -212,6 +219,7 @@ def run_sweep(
 
     t0 = time.monotonic()
     path = Path(spec.storage_path) / spec.name
+    restoring = resume and tune.Tuner.can_restore(path)
     if tune.Tuner.can_restore(path) and not resume:
         # Checked before anything is recorded: a second sweep under the same name would mix two
         # sweeps in one MLflow parent run and one Tune experiment.
@@ -241,7 +249,7 @@ def run_sweep(
         recorder = SweepRecorder(spec.tracking_uri, spec.experiment_name, spec.name)
         spectrum = None
         with tempfile.TemporaryDirectory(prefix="segcore-spectrum-") as tmp:
-            if spec.spectral.enabled:
+            if spec.spectral.enabled and not restoring:  # a resumed sweep's parent has it already
                 log(f"spectral analysis of {spec.dataset.name}/{spec.spectral.split} (labels only) ...")
                 spectrum, png = compute_spectrum(spec, tmp, progress=progress)
                 grid = spectrum["efficient_grid"]

@@ -34,6 +34,8 @@ def _cell(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e9:
+            return str(int(value))  # counts (annotation units, epochs) read better whole
         return f"{value:.4g}"
     return str(value)
 

@@ -23,6 +23,7 @@ from ray import tune
 from segcore.tracking import schema
 
 _FLUSH_TIMEOUT_S = 300.0
+_EPOCH_FLUSH_TIMEOUT_S = 30.0
 
 __all__ = ["TrialContext", "run_trial", "node_label", "trial_dirname"]
 
@@ -36,6 +37,7 @@ class TrialContext:
     tracking_uri: str | None
     experiment: str | None
     cpus_per_trial: float = 1.0
+    network_config: dict | None = None  # per-network fixed fields (the spec's network_config)
 
 
 def node_label() -> str:
@@ -74,6 +76,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     trial_id = tune.get_context().get_trial_id()
     node = node_label()
     config = dict(config)
+    config.update((context.network_config or {}).get(config.get("network"), {}))
     device, gpu_fallback = _device(config)
     config["device"] = device
     # Ray sets OMP_NUM_THREADS from the trial's CPUs; torch's intra-op pool must follow it, or
@@ -99,6 +102,9 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         metrics = {k: float(v) for k, v in metrics.items()}
         if recorder is not None:
             recorder.log_epoch(trial_id, metrics, step=int(metrics[schema.METRIC_EPOCH]))
+            # The scheduler may stop this trial on this very result, and Ray then ends the
+            # process (or hands it to the next trial) without waiting for the writer's queue.
+            recorder.flush(timeout=_EPOCH_FLUSH_TIMEOUT_S)
         if metrics[schema.METRIC_EPOCH] >= context.epochs:
             held.update(metrics=metrics, checkpoint_dir=checkpoint_dir)
             return
