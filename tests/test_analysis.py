@@ -212,3 +212,14 @@ def test_spectral_efficient_grid_at_the_trials_resolution():
     # At scale 1 and the spectrum's tolerance it is the spectrum's own efficient grid.
     same = fit_tradeoff(pd.DataFrame(rows).assign(image_scale=1.0), SPECTRUM, tolerance=0.02)
     assert same.spectral_in_trial_units("dl")["grid_by_miou"] == SPECTRUM["efficient_grid"]["by_miou"]
+
+
+def test_import_stays_light():
+    """segcore.analysis reaches MLflow only through tracking.query, when trials are loaded."""
+    import subprocess
+    import sys
+
+    code = ("import sys, segcore.analysis, segcore.cli; segcore.cli.build_parser(); "
+            "print(sorted(m for m in ('mlflow', 'ray', 'matplotlib', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "mlflow" not in out.stdout and "matplotlib" not in out.stdout and "ray" not in out.stdout
