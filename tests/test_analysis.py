@@ -75,6 +75,18 @@ def test_saturating_parameters_recovered_and_chosen_over_oracle():
     assert fit.candidates[SATURATING].loo_rmse < fit.candidates[CALIBRATED_ORACLE].loo_rmse
 
 
+def test_cost_model_terms_chosen_by_cross_validation():
+    """A U-Net-like decoder stops up-sampling at the grid: GFLOPs fall by a constant per octave."""
+    df = pd.DataFrame({"network": "unet", "grid_stride": [1, 2, 4, 8, 16], "keep": 1.0, "block": 1,
+                       "miou": [0.5, 0.5, 0.48, 0.44, 0.36]})
+    df["gflops"] = 20.0 - 3.0 * np.log2(df["grid_stride"])
+    cost = fit_tradeoff(df).networks["unet"].cost
+    assert cost.coefficients == pytest.approx({"1": 20.0, "-log2(s)": 3.0}, abs=1e-6)
+    assert cost.r2 == pytest.approx(1.0) and cost.loo_rmse < 1e-6
+    model = fit_tradeoff(df)
+    assert model.predict("unet", 32)["gflops"] == pytest.approx(5.0)
+
+
 def test_block_knob_uses_block_oracle():
     curves = oracle_curves(SPECTRUM)
     rows = [{"network": "dl", "grid_stride": s, "keep": 1.0, "block": b, "block_mode": "hard",
