@@ -619,7 +619,8 @@ def _recommend(sub: pd.DataFrame, metric: str, cost_metric: str, tolerance: floa
     # Efficient block: the coarsest annotation block within the tolerance of the best block's.
     rec["efficient_block_measured"] = None
     if sub["block"].nunique() >= 2:
-        per_block = sub.groupby("block")[metric].max()
+        dense_decoder = sub[sub["keep"] == 1.0]  # the block axis without decoder truncation
+        per_block = (dense_decoder if dense_decoder["block"].nunique() >= 2 else sub).groupby("block")[metric].max()
         rec["efficient_block_measured"] = int(per_block[per_block >= (1.0 - tolerance) * per_block.max()].index.max())
     return rec
 
