@@ -320,3 +320,19 @@ def test_permanent_error_is_reported_not_raised(sqlite_uri, monkeypatch):
     with pytest.raises(ValueError, match="status"):
         rec.finish_trial("t", "done")
     rec.close()
+
+
+def test_new_sqlite_store_copied_from_cached_empty_store(tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    for name in ("a", "b"):  # the first builds the cached empty store, the second copies it
+        rec = SweepRecorder(f"sqlite:///{name}/mlflow.db", "unit", "sweep-n")
+        assert rec.start_sweep(SPEC) and rec.flush(30) and rec.errors == []
+        client = MlflowClient(f"sqlite:///{tmp_path / name / 'mlflow.db'}")
+        assert client.get_experiment("0").artifact_location == str(tmp_path / "mlruns" / "0")
+        assert len(client.search_runs([client.get_experiment_by_name("unit").experiment_id])) == 1
+        rec.close()
+    assert (tmp_path / "cache" / "segcore" / f"mlflow-{mlflow.__version__}-empty.db").is_file()
+    assert not list((tmp_path / "b").glob(".*tmp"))

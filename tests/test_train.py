@@ -235,3 +235,17 @@ def test_camvid_block_checked_against_the_image_header(camvid_root):
     with pytest.raises(ValueError, match="config.block: block=121 is larger than the 90x120 label map"):
         validate_config(dict(network="dan_tiny", dataset="camvid", data_root=str(camvid_root), image_scale=0.25,
                              block=121))
+
+
+def test_cli_config_file_overridden_by_flags(tmp_path):
+    from segcore.cli import build_parser
+    from segcore.cli.train import build_config
+
+    path = tmp_path / "trial.yaml"
+    path.write_text("network: dan_tiny\nkeep: 0.5\nmodel_options: {level_channels: 8}\n")
+    args = build_parser().parse_args(["train", "--config", str(path), "--keep", "0.25", "--crop", "16", "24",
+                                      "--option", "decoder_channels=16", "--no-amp"])
+    config = build_config(args)
+    assert config["network"] == "dan_tiny" and config["keep"] == 0.25 and config["crop"] == [16, 24]
+    assert config["model_options"] == {"level_channels": 8, "decoder_channels": 16} and config["amp"] is False
+    assert validate_config(config).crop == (16, 24)

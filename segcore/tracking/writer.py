@@ -612,6 +612,8 @@ class SweepRecorder:
         if self._client is None:
             from mlflow import MlflowClient
 
+            if self.tracking_uri.startswith("sqlite:///"):
+                _new_sqlite_store(Path(self.tracking_uri[len("sqlite:///"):]))
             self._client = MlflowClient(tracking_uri=self.tracking_uri)
         return self._client
 
@@ -882,6 +884,53 @@ class SweepRecorder:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+def _new_sqlite_store(db: Path) -> None:
+    """Create a missing SQLite store as a copy of an empty, migrated one, cached per MLflow version.
+
+    MLflow builds a new store by running its whole chain of schema migrations: about 8 s of CPU
+    on a 2-core machine, paid by every new sweep directory, demo and test before the first run
+    opens. The copy takes milliseconds; only the Default experiment's artifact location and times
+    are set as MLflow would have set them. Any problem falls back to MLflow's own creation.
+    """
+    if db.exists() or str(db) == ":memory:":
+        return
+    import shutil
+    import sqlite3
+
+    import mlflow
+
+    try:
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "segcore"
+        template = cache / f"mlflow-{mlflow.__version__}-empty.db"
+        if not template.exists():
+            from mlflow import MlflowClient
+
+            cache.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=cache, suffix=".db")
+            os.close(fd)
+            os.unlink(tmp)
+            MlflowClient(f"sqlite:///{tmp}").search_experiments()
+            os.replace(tmp, template)  # atomic; a concurrent builder's copy is identical
+        db.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=db.parent, prefix=f".{db.name}.", suffix=".tmp")
+        os.close(fd)
+        shutil.copyfile(template, tmp)
+        now = _now_ms()
+        with sqlite3.connect(tmp) as conn:
+            conn.execute("UPDATE experiments SET artifact_location = ?, creation_time = ?, "
+                         "last_update_time = ? WHERE experiment_id = 0",
+                         (str(Path.cwd() / "mlruns" / "0"), now, now))
+        conn.close()
+        try:
+            os.link(tmp, db)  # fails if another writer created the store meanwhile: keep theirs
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    except Exception as exc:  # noqa: BLE001 - MLflow creates the store itself then
+        _log.info("segcore tracking: no cached empty store (%s); MLflow creates %s", exc, db)
+
 
 def _same(a: float | None, b: float) -> bool:
     return a is not None and (a == b or (math.isnan(a) and math.isnan(b)))
