@@ -75,6 +75,18 @@ def test_saturating_parameters_recovered_and_chosen_over_oracle():
     assert fit.candidates[SATURATING].loo_rmse < fit.candidates[CALIBRATED_ORACLE].loo_rmse
 
 
+def test_cost_model_terms_chosen_by_cross_validation():
+    """A U-Net-like decoder stops up-sampling at the grid: GFLOPs fall by a constant per octave."""
+    df = pd.DataFrame({"network": "unet", "grid_stride": [1, 2, 4, 8, 16], "keep": 1.0, "block": 1,
+                       "miou": [0.5, 0.5, 0.48, 0.44, 0.36]})
+    df["gflops"] = 20.0 - 3.0 * np.log2(df["grid_stride"])
+    cost = fit_tradeoff(df).networks["unet"].cost
+    assert cost.coefficients == pytest.approx({"1": 20.0, "-log2(s)": 3.0}, abs=1e-6)
+    assert cost.r2 == pytest.approx(1.0) and cost.loo_rmse < 1e-6
+    model = fit_tradeoff(df)
+    assert model.predict("unet", 32)["gflops"] == pytest.approx(5.0)
+
+
 def test_block_knob_uses_block_oracle():
     curves = oracle_curves(SPECTRUM)
     rows = [{"network": "dl", "grid_stride": s, "keep": 1.0, "block": b, "block_mode": "hard",
@@ -200,3 +212,14 @@ def test_spectral_efficient_grid_at_the_trials_resolution():
     # At scale 1 and the spectrum's tolerance it is the spectrum's own efficient grid.
     same = fit_tradeoff(pd.DataFrame(rows).assign(image_scale=1.0), SPECTRUM, tolerance=0.02)
     assert same.spectral_in_trial_units("dl")["grid_by_miou"] == SPECTRUM["efficient_grid"]["by_miou"]
+
+
+def test_import_stays_light():
+    """segcore.analysis reaches MLflow only through tracking.query, when trials are loaded."""
+    import subprocess
+    import sys
+
+    code = ("import sys, segcore.analysis, segcore.cli; segcore.cli.build_parser(); "
+            "print(sorted(m for m in ('mlflow', 'ray', 'matplotlib', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "mlflow" not in out.stdout and "matplotlib" not in out.stdout and "ray" not in out.stdout

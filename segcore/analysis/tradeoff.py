@@ -17,9 +17,10 @@ Two accuracy models compete for each network, and leave-one-out cross-validation
   (times ``1 / (1 + (b / b0) ** q)`` when the block size varies): flat at fine grids, falling past
   a characteristic stride ``s0`` with steepness ``p``.
 
-Cost: ``gflops = a + b * (keep / s)**2`` by non-negative least squares — the encoder's FLOPs do
-not depend on the knobs, the decoder runs on the stride-``s`` grid truncated to ``keep`` of its
-size per axis (segcore.models), so its FLOPs scale with ``(keep / s)**2``.
+Cost: ``gflops = a + b * (keep / s)**2 + d * (-log2 s)`` by non-negative least squares, the terms
+chosen by leave-one-out error — decoders that run on the stride-``s`` grid truncated to ``keep``
+of its size per axis (DeepLabV3+, DAN) scale with ``(keep / s)**2``; a U-Net decoder that stops
+up-sampling at the grid saves about the same FLOPs per skipped octave (see :func:`_fit_cost`).
 
 The recommended configuration per network is the knee of its measured front (accuracy vs cost)
 and the cheapest configuration within a tolerance of its best; the efficient grid measured (and
@@ -28,6 +29,7 @@ fitted) is set beside the one the spectral analysis predicted from labels alone.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -287,38 +289,67 @@ def _evaluate(spec: _Spec, x, y) -> tuple[CurveFit, np.ndarray]:
     return fit, theta
 
 
-def _fit_cost(frame: pd.DataFrame, metric: str) -> tuple[CostFit | None, Callable | None]:
+_CostTerm = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _nnls_fit(a: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """Non-negative least squares and its leave-one-out RMSE (NaN with too few points)."""
     from scipy.optimize import nnls
 
-    y = frame[metric].to_numpy(dtype=float)
-    ok = np.isfinite(y)
-    if ok.sum() == 0:
-        return None, None
-    sub, y = frame[ok], y[ok]
-    terms: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {"1": lambda s, k: np.ones_like(s)}
-    # The decoder runs on the grid, truncated to keep * (H/s) x keep * (W/s) maps (segcore.models):
-    # its FLOPs scale with (keep / s)^2; the encoder's do not depend on the knobs.
-    if (sub["keep"] / sub["grid_stride"]).nunique() >= 2:
-        terms["(keep/s)^2"] = lambda s, k: (k / s) ** 2
-
-    def design(s: np.ndarray, k: np.ndarray) -> np.ndarray:
-        return np.stack([f(s, k) for f in terms.values()], axis=1)
-
-    s, k = sub["grid_stride"].to_numpy(dtype=float), sub["keep"].to_numpy(dtype=float)
-    a = design(s, k)
     coef, _ = nnls(a, y)
-    pred = a @ coef
     n, loo = len(y), float("nan")
-    if n - 1 >= len(terms):
+    if n - 1 >= a.shape[1]:
         errs = []
         for i in range(n):
             rest = np.arange(n) != i
             c, _ = nnls(a[rest], y[rest])
             errs.append(float(a[i] @ c - y[i]))
         loo = float(np.sqrt(np.mean(np.square(errs))))
+    return coef, loo
+
+
+def _fit_cost(frame: pd.DataFrame, metric: str) -> tuple[CostFit | None, Callable | None]:
+    """Cost against the knobs: a constant plus non-negative knob terms, the set of terms chosen
+    by leave-one-out RMSE.
+
+    Two decoder shapes occur (segcore.models): decoders that run on the grid, truncated to
+    ``keep * (H/s) x keep * (W/s)`` maps (DeepLabV3+, DAN), whose FLOPs scale with
+    ``(keep / s)**2``; and U-Net-like decoders that stop up-sampling at the grid, where every
+    skipped stage (half the channels, twice the resolution: about equal FLOPs) saves a constant,
+    so FLOPs fall with ``log2(s)``. The encoder's FLOPs do not depend on the knobs.
+    """
+    y = frame[metric].to_numpy(dtype=float)
+    ok = np.isfinite(y)
+    if ok.sum() == 0:
+        return None, None
+    sub, y = frame[ok], y[ok]
+    s, k = sub["grid_stride"].to_numpy(dtype=float), sub["keep"].to_numpy(dtype=float)
+    knob_terms: dict[str, _CostTerm] = {}
+    if len(np.unique(k / s)) >= 2:
+        knob_terms["(keep/s)^2"] = lambda ss, kk: (kk / ss) ** 2
+    if len(np.unique(s)) >= 2:
+        knob_terms["-log2(s)"] = lambda ss, kk: -np.log2(ss)
+    subsets = [dict(c) for r in range(len(knob_terms), -1, -1)
+               for c in itertools.combinations(knob_terms.items(), r)]
+    fits = []
+    for extra in subsets:
+        # "1" is the cost at stride 1 (where -log2(s) = 0); every coefficient is >= 0.
+        terms: dict[str, _CostTerm] = {"1": lambda ss, kk: np.ones_like(ss), **extra}
+        coef, loo = _nnls_fit(np.stack([f(s, k) for f in terms.values()], axis=1), y)
+        fits.append((terms, coef, loo))
+    scored = [f for f in fits if np.isfinite(f[2])]
+    if scored:
+        # Lowest LOO error; among (numerically) equal ones, the fewest terms.
+        low = min(f[2] for f in scored)
+        close = [f for f in scored if f[2] <= low * (1 + 1e-6) + 1e-9 * max(float(np.abs(y).max()), 1.0)]
+        terms, coef, loo = min(close, key=lambda f: len(f[0]))
+    else:
+        terms, coef, loo = fits[0]  # too few points to compare: every knob term
+    pred = np.stack([f(s, k) for f in terms.values()], axis=1) @ coef
     fit = CostFit(metric, dict(zip(terms, map(float, coef))), _r2(y, pred),
-                  float(np.sqrt(np.mean((y - pred) ** 2))), loo, n)
-    return fit, lambda ss, kk: design(np.asarray(ss, float), np.asarray(kk, float)) @ coef
+                  float(np.sqrt(np.mean((y - pred) ** 2))), loo, len(y))
+    return fit, lambda ss, kk: np.stack(
+        [f(np.asarray(ss, float), np.asarray(kk, float)) for f in terms.values()], axis=1) @ coef
 
 
 # ----------------------------------------------------------------------------- the model
