@@ -249,3 +249,14 @@ def test_cli_config_file_overridden_by_flags(tmp_path):
     assert config["network"] == "dan_tiny" and config["keep"] == 0.25 and config["crop"] == [16, 24]
     assert config["model_options"] == {"level_channels": 8, "decoder_channels": 16} and config["amp"] is False
     assert validate_config(config).crop == (16, 24)
+
+
+@pytest.mark.parametrize("knobs", [
+    {"loss_at": "grid", "block": 4, "block_mode": "soft", "keep": 0.5, "truncation": "resize"},
+    {"loss_at": "full", "block": 8, "block_mode": "soft", "keep": 0.5, "optimizer": "sgd"},
+])
+def test_fit_end_to_end_with_weak_labels_and_truncation(knobs):
+    result = fit(easy(network="deeplabv3plus_tiny", grid_stride=4, epochs=1, max_train_batches=2,
+                      max_val_batches=1, **knobs))
+    assert math.isfinite(result.metrics["train_loss"]) and result.metrics["train_loss"] > 0
+    assert result.cost["relative_annotation_units"] == pytest.approx(1 / knobs["block"] ** 2)

@@ -229,3 +229,18 @@ def test_gpu_fraction_trials_spread_over_a_multi_node_cluster(tmp_path):
     for run in children:
         assert run.data.tags[schema.TAG_NODE] == by_trial[run.data.tags[schema.TAG_TRIAL_ID]]
         assert run.data.params["device"] == "cpu"
+
+
+def test_local_run_refuses_trials_the_machine_cannot_hold(tmp_path, monkeypatch):
+    import ray
+
+    from segcore.tune.runner import _check_capacity
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    spec = load_sweep_spec(spec_dict(tmp_path, resources={"cpu": 1, "gpu": 0.5}), check_paths=False)
+    with pytest.raises(ValueError, match=r"resources.gpu: each trial asks for 0.5 GPU, but the Ray cluster has 0"):
+        _check_capacity(spec, "local")
+    # A joined (autoscaling) cluster may still add GPU nodes: a note, not an error.
+    assert _check_capacity(spec, "auto") == [
+        "resources.gpu: each trial asks for 0.5 GPU, but the Ray cluster has 0; waiting for the autoscaler to add nodes"
+    ]

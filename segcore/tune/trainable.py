@@ -23,7 +23,7 @@ from ray import tune
 from segcore.tracking import schema
 
 _FLUSH_TIMEOUT_S = 300.0
-_EPOCH_FLUSH_TIMEOUT_S = 30.0
+_EPOCH_FLUSH_TIMEOUT_S = 15.0
 
 __all__ = ["TrialContext", "run_trial", "node_label", "trial_dirname"]
 
