@@ -24,7 +24,6 @@ by size into stacked batches, and only confusion matrices and energy sums are ke
 
 from __future__ import annotations
 
-import math
 import os
 import queue
 import time

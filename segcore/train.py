@@ -23,6 +23,7 @@ Evaluation always up-samples the logits bilinearly to the label size
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import random
@@ -369,9 +370,8 @@ def evaluate(model, loader, cfg: TrialConfig, num_classes: int, ignore_index: in
 
     model.eval()
     cm = ConfusionMatrix(num_classes, ignore_index, device=device)
-    for i, (images, labels) in enumerate(loader):
-        if cfg.max_val_batches is not None and i >= cfg.max_val_batches:
-            break
+    # islice, not a check inside the loop: fetching (decoding) one batch past the limit is waste.
+    for images, labels in itertools.islice(loader, cfg.max_val_batches):
         images, labels = images.to(device), labels.to(device)
         with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
             logits = model(images)
@@ -565,16 +565,15 @@ def fit(config: TrialConfig | dict, report: ReportFn | None = None, *, resume_fr
         # Transforms (crop, flip) and dropout draw from the global RNG: seed it per epoch too.
         torch.manual_seed(cfg.seed * 100_003 + epoch)
         loss_sum, batches = 0.0, 0
-        for i, (images, labels) in enumerate(_loader(train_set, cfg, train=True, epoch=epoch)):
-            if cfg.max_train_batches is not None and i >= cfg.max_train_batches:
-                break
+        for images, labels in itertools.islice(_loader(train_set, cfg, train=True, epoch=epoch),
+                                               cfg.max_train_batches):
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
                 logits = model(images)
             loss = training_loss(logits, labels, cfg, num_classes, ignore_index)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
-                    f"non-finite training loss at epoch {epoch} (batch {i + 1}): {loss.item()}; "
+                    f"non-finite training loss at epoch {epoch} (batch {batches + 1}): {loss.item()}; "
                     f"lower config.lr (now {cfg.lr}) or check the data"
                 )
             optimizer.zero_grad(set_to_none=True)

@@ -148,7 +148,7 @@ def test_temporary_checkpoints_are_fresh_and_hold_the_state():
 
 def test_non_finite_loss_raises(monkeypatch):
     monkeypatch.setattr(train_mod, "training_loss", lambda logits, *a: logits.sum() * float("nan"))
-    with pytest.raises(FloatingPointError, match="non-finite training loss at epoch 1"):
+    with pytest.raises(FloatingPointError, match=r"non-finite training loss at epoch 1 \(batch 1\)"):
         fit(easy(epochs=1, max_train_batches=1))
 
 
