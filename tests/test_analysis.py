@@ -87,7 +87,7 @@ def test_cost_model_terms_chosen_by_cross_validation():
     assert model.predict("unet", 32)["gflops"] == pytest.approx(5.0)
 
 
-def test_block_knob_uses_block_oracle():
+def test_block_knob_uses_block_oracle(tmp_path):
     curves = oracle_curves(SPECTRUM)
     rows = [{"network": "dl", "grid_stride": s, "keep": 1.0, "block": b, "block_mode": "hard",
              "miou": 0.5 * (curves.at_stride(s)[()] * curves.at_block(b, "hard")[0]) ** 1.5}
@@ -97,6 +97,11 @@ def test_block_knob_uses_block_oracle():
     assert fit.kind == CALIBRATED_ORACLE
     assert (fit.params["c"], fit.params["g"]) == pytest.approx((0.5, 1.5), rel=1e-4)
     assert model.predict("dl", 4, 1.0, 8)["miou"] == pytest.approx(0.5 * (0.95 * 0.85) ** 1.5, rel=1e-4)
+    from segcore.analysis.plots import plot_accuracy_vs_block
+
+    assert plot_accuracy_vs_block(pd.DataFrame(rows), model, tmp_path / "b.png").stat().st_size > 1000
+    flat = pd.DataFrame(rows)[lambda d: d["block"] == 1]
+    assert plot_accuracy_vs_block(flat, fit_tradeoff(flat, SPECTRUM), tmp_path / "none.png") is None
     # Block 4 already loses > 1%: the measured efficient block is 1, the spectral one 2.
     table = model.recommendations()
     assert table.loc[0, "efficient_block_measured"] == 1

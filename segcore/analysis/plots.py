@@ -16,7 +16,7 @@ import pandas as pd
 from segcore.analysis.pareto import parse_objectives, pareto_front
 from segcore.analysis.tradeoff import TradeoffModel
 
-__all__ = ["front_pair", "network_colours", "plot_accuracy_vs_stride", "plot_front", "plot_measured_vs_predicted"]
+__all__ = ["front_pair", "network_colours", "plot_accuracy_vs_block", "plot_accuracy_vs_stride", "plot_front", "plot_measured_vs_predicted"]
 
 
 def _figure(width: float = 6.4, height: float = 4.4):
@@ -153,6 +153,52 @@ def plot_accuracy_vs_stride(df: pd.DataFrame, model: TradeoffModel, path: str | 
         ax.set_title(name)
         ax.grid(alpha=0.3)
         ax.legend(handles=handles, fontsize=6, loc="lower left")
+    axes[0].set_ylabel(metric)
+    return _save(fig, path)
+
+
+def plot_accuracy_vs_block(df: pd.DataFrame, model: TradeoffModel, path: str | os.PathLike) -> Path | None:
+    """Measured accuracy per annotation block size (one marker per keep), the fitted curve at the
+    network's most common grid stride and keep 1, and the block-oracle shape anchored at the fitted
+    dense-label accuracy, one panel per network whose trials vary the block size.
+
+    Returns:
+        The PNG path, or None when no network varies the block size.
+    """
+    metric = model.metric
+    data = df[df[metric].notna() & df["network"].astype(str).isin(model.networks)]
+    names = [n for n in sorted(model.networks) if data.loc[data["network"].astype(str) == n, "block"].nunique() >= 2]
+    if not names:
+        return None
+    colours = network_colours(model.networks)
+    fig = _figure(4.2 * len(names), 4.0)
+    axes = fig.subplots(1, len(names), sharey=True, squeeze=False)[0]
+    curves = model._curves
+    for ax, name in zip(axes, names):
+        fit = model.networks[name]
+        sub = data[data["network"].astype(str) == name]
+        stride = float(sub["grid_stride"].mode().iloc[0])
+        blocks = np.exp2(np.linspace(0.0, np.log2(float(sub["block"].max())), 60))
+        for marker, (keep, rows) in zip("os^vD", sub.groupby("keep", sort=False)):
+            ax.scatter(rows["block"], rows[metric], color=colours[name], marker=marker, s=28,
+                       alpha=1.0 if keep == 1 else 0.5, label=f"measured, keep {keep:g}", zorder=3)
+        pred = model.predict_many(name, np.full_like(blocks, stride), np.ones_like(blocks), blocks)[metric]
+        ax.plot(blocks, pred, "-", color=colours[name], label=f"fit at stride {stride:g}, keep 1: {fit.accuracy.kind}")
+        if curves is not None and curves.blocks is not None:
+            ratio = float(model._ratio(fit.image_scale))
+            shape = curves.at_block(blocks / ratio, "hard") / curves.at_block(np.array([1.0 / ratio]), "hard")
+            ax.plot(blocks, pred[0] * shape, "k--", lw=1, label="spectral block-oracle shape")
+            spectral = model.spectral_in_trial_units(name)["block"]
+            if spectral and spectral >= 1:
+                ax.axvline(spectral, color="k", ls=":", lw=1, label=f"spectral efficient block {spectral:g}")
+        measured = fit.recommended.get("efficient_block_measured")
+        if measured:
+            ax.axvline(measured, color=colours[name], ls="-.", lw=1, label=f"measured efficient block {measured:g}")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("annotation block" + (f" (images at scale {fit.image_scale:g})" if fit.image_scale != 1 else ""))
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="lower left")
     axes[0].set_ylabel(metric)
     return _save(fig, path)
 

@@ -132,7 +132,8 @@ def format_table(df: pd.DataFrame, digits: int = 4) -> str:
 
 def write_report(report: Report, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Render the report into ``out_dir``: ``report.json``, ``trials.csv``, ``front.png``,
-    ``accuracy_vs_stride.png``, ``measured_vs_predicted.png`` and ``report.html`` (self-contained).
+    ``accuracy_vs_stride.png``, ``accuracy_vs_block.png`` (when the block size varies),
+    ``measured_vs_predicted.png`` and ``report.html`` (self-contained).
 
     Returns:
         ``{name: path}`` of the files written.
@@ -153,6 +154,9 @@ def write_report(report: Report, out_dir: str | os.PathLike) -> dict[str, Path]:
         pngs["front"] = plots.plot_front(report.trials, out / "front.png", report.objectives)
     pngs["accuracy_vs_stride"] = plots.plot_accuracy_vs_stride(
         report.trials, report.model, out / "accuracy_vs_stride.png")
+    block = plots.plot_accuracy_vs_block(report.trials, report.model, out / "accuracy_vs_block.png")
+    if block is not None:
+        pngs["accuracy_vs_block"] = block
     pngs["measured_vs_predicted"] = plots.plot_measured_vs_predicted(
         report.trials, report.model, out / "measured_vs_predicted.png")
     files.update(pngs)
@@ -189,7 +193,9 @@ def _html(report: Report, pngs: Mapping[str, Path]) -> str:
         "anchored on the spectral oracle curves competes with a free saturating curve "
         "<code>miou = m / (1 + (s/s0)^p)</code>; leave-one-out RMSE picks the model.</p>",
         _table(report.model.summary()),
-        _img(pngs["accuracy_vs_stride"]), _img(pngs["measured_vs_predicted"]),
+        _img(pngs["accuracy_vs_stride"]),
+        _img(pngs["accuracy_vs_block"]) if "accuracy_vs_block" in pngs else "",
+        _img(pngs["measured_vs_predicted"]),
         "<h2>Recommended configurations and the efficient grid</h2>",
         f"<p>Spectral prediction from labels alone (native label pixels): efficient grid by oracle "
         f"mIoU {spectral.get('by_miou', '-')}, by band energy {spectral.get('by_energy', '-')}. The "
