@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from segcore.tracking import schema
+from segcore.tracking import schema, writer
 
 if TYPE_CHECKING:  # MLflow is imported lazily: reading the schema or the docs stays light
     from mlflow import MlflowClient
@@ -43,7 +43,7 @@ __all__ = [
     "trial_runs",
 ]
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # contract 5: SQLite in the working directory
+DEFAULT_TRACKING_URI = writer.DEFAULT_TRACKING_URI  # contract 5: SQLite in the working directory
 _PAGE = 1000
 
 # Columns that lead the table, in this order; everything else follows.
@@ -58,19 +58,20 @@ _RUN_STATUS = {"RUNNING": "running", "SCHEDULED": "running", "FAILED": schema.ST
 
 
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
-    """The tracking URI to read: the argument, else ``$MLFLOW_TRACKING_URI``, else the default.
-
-    A SQLite store that does not exist is an error (MLflow would silently create an empty one).
+    """The tracking URI to read: the writer's resolution (the argument, else
+    ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``; SQLite paths made absolute; file
+    stores refused), and a SQLite store must exist (MLflow would silently create an empty one).
 
     Raises:
         FileNotFoundError: the URI names a SQLite file that is not there.
+        ValueError: a ``file://`` store (see :func:`segcore.tracking.writer.resolve_tracking_uri`).
     """
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    uri = writer.resolve_tracking_uri(tracking_uri)
     if uri.startswith("sqlite:///"):
         path = Path(uri[len("sqlite:///"):])
-        if not path.exists():
+        if str(path) != ":memory:" and not path.exists():
             raise FileNotFoundError(
-                f"no MLflow store at {path.resolve()} (tracking URI {uri!r}): run a sweep first, "
+                f"no MLflow store at {path} (tracking URI {uri!r}): run a sweep first, "
                 "or pass --tracking-uri / tracking_uri= to point at the store that holds it"
             )
     return uri
