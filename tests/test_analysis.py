@@ -120,6 +120,10 @@ def test_recommendations_and_efficient_grid():
     assert rec["best"]["trial_id"] == "s1"
     # Kneedle on the front (all five points): s4 lies farthest above the chord.
     assert rec["knee"]["trial_id"] == "s4"
+    # A convex front (every point below its chord) has no knee: the cheapest within tolerance.
+    convex = df.assign(miou=[0.60, 0.40, 0.30, 0.25, 0.22], gflops=[10.0, 8.0, 6.0, 4.0, 2.0])
+    convex_rec = fit_tradeoff(convex, SPECTRUM).networks["dl"].recommended
+    assert convex_rec["knee"]["trial_id"] == convex_rec["cheapest_within_tolerance"]["trial_id"] == "s1"
     table = model.recommendations()
     # The spectral grid under the same 1% criterion: the oracle loses 2% at stride 2, so 1.
     assert table.loc[0, "efficient_grid_spectral"] == 1.0

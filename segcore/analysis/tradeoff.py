@@ -601,7 +601,9 @@ def _recommend(sub: pd.DataFrame, metric: str, cost_metric: str, tolerance: floa
             a = front[metric].to_numpy(float)
             cn = (c - c.min()) / max(c.max() - c.min(), 1e-12)
             an = (a - a.min()) / max(a.max() - a.min(), 1e-12)
-            rec["knee"] = _config(front.iloc[int(np.argmax(an - cn))], metric, cost_metric)
+            lift = an - cn
+            if lift.max() > 1e-9:  # a front with no point above its chord has no knee
+                rec["knee"] = _config(front.iloc[int(np.argmax(lift))], metric, cost_metric)
     # Efficient grid: the coarsest stride whose accuracy stays within the tolerance of the best
     # stride's, on the pure grid axis (keep = 1, block = 1) when the sweep has it.
     axis = sub[(sub["keep"] == 1.0) & (sub["block"] == 1)]
