@@ -167,11 +167,12 @@ def _kill_session(sid: int) -> None:
 
 
 def test_driver_sigkill_then_resume(tmp_path):
-    # Two trials at once: "short" (2 batches an epoch) completes before the kill; "long" (40
-    # batches of 64 x 64, seconds an epoch) is killed after an epoch was checkpointed.
-    spec = _spec(tmp_path, "killed", space={"max_train_batches": [2, 40]}, epochs=3,
+    # Two trials at once: "short" (2 batches an epoch) completes before the kill; "long" (150
+    # batches of 64 x 64: >= 3 s an epoch even on an idle machine, more than the 1.8 s the kill
+    # waits for Tune's state to be saved) is killed after an epoch was checkpointed.
+    spec = _spec(tmp_path, "killed", space={"max_train_batches": [2, 150]}, epochs=3,
                  dataset={"name": "synthetic",
-                          "options": {"num_samples": 160, "size": [64, 64], "num_classes": 3}},
+                          "options": {"num_samples": 600, "size": [64, 64], "num_classes": 3}},
                  train={"batch_size": 4, "max_val_batches": 1, "amp": False})
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     driver = subprocess.Popen(_sweep_cmd(spec), cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
@@ -186,10 +187,10 @@ def test_driver_sigkill_then_resume(tmp_path):
             lines.append(line)
             if re.search(r"completed trial .*max_train_batches=2 ", line):
                 seen["short"] = time.monotonic()
-            if m := re.search(r"epoch trial .*? (\w+_\d{5}) .*max_train_batches=40 [12]/3 ", line):
+            if m := re.search(r"epoch trial .*? (\w+_\d{5}) .*max_train_batches=150 [12]/3 ", line):
                 long_trial = m.group(1)
                 seen["long"] = time.monotonic()
-            if re.search(r"epoch trial .*max_train_batches=40 3/3 ", line):
+            if re.search(r"epoch trial .*max_train_batches=150 3/3 ", line):
                 seen["too late"] = time.monotonic()
 
     reader = threading.Thread(target=watch, daemon=True)
@@ -247,9 +248,13 @@ def test_worker_node_killed_trial_rescheduled(tmp_path, monkeypatch):
 
     from conftest import free_port
 
+    # Epochs of 100 batches of 64 x 64 (seconds each, even on an idle machine): the killer, which
+    # polls MLflow every 0.5 s, finds a trial between its first and last epoch.
     spec_path = _spec(tmp_path, "nodes", space={"grid_stride": [1, 2, 4]}, epochs=3,
                       max_failures=2,
-                      train={"batch_size": 4, "max_train_batches": 3, "max_val_batches": 1,
+                      dataset={"name": "synthetic",
+                               "options": {"num_samples": 400, "size": [64, 64], "num_classes": 3}},
+                      train={"batch_size": 4, "max_train_batches": 100, "max_val_batches": 1,
                              "amp": False})
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     spec = load_sweep_spec(spec_path)
