@@ -144,3 +144,34 @@ class SegmentationDataset(torch.utils.data.Dataset):
             "ignore_index": self.ignore_index,
             "class_names": list(self.class_names),
         }
+
+
+class FileListDataset(SegmentationDataset):
+    """A dataset of label files (and, unless opened label-only, their image files) listed up front.
+
+    Subclasses fill ``label_paths`` and ``image_paths`` (empty on the label-only path) in
+    ``__init__``; sizes come from file headers, nothing is decoded until a sample is asked for.
+    """
+
+    label_paths: list[Path]
+    image_paths: list[Path]
+
+    def __len__(self) -> int:
+        return len(self.label_paths)
+
+    def describe(self, index: int) -> str:
+        return str(self.label_paths[index])
+
+    def _load_label(self, index: int) -> torch.Tensor:
+        return read_label_file(self.label_paths[index])
+
+    def label_size(self, index: int) -> tuple[int, int]:
+        return read_image_size(self.label_paths[index])
+
+    def image_size(self, index: int) -> tuple[int, int] | None:
+        return read_image_size(self.image_paths[index]) if self.image_paths else None
+
+    def _load_image(self, index: int) -> torch.Tensor:
+        if not self.image_paths:
+            raise ValueError(f"{self.name} was opened label-only (no images)")
+        return read_image_file(self.image_paths[index])

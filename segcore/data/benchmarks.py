@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import SegmentationDataset, read_image_file, read_image_size, read_label_file
+from .base import FileListDataset, read_label_file
 
 __all__ = [
     "Cityscapes",
@@ -66,28 +66,8 @@ def _map_values(raw: torch.Tensor, lut: np.ndarray, source: str, what: str) -> t
     return mapped
 
 
-class _PairedFiles(SegmentationDataset):
-    """Label files (and optionally image files) listed up front; the subclasses fill the lists."""
-
-    label_paths: list[Path]
-    image_paths: list[Path]
-
-    def __len__(self) -> int:
-        return len(self.label_paths)
-
-    def describe(self, index: int) -> str:
-        return str(self.label_paths[index])
-
-    def label_size(self, index: int) -> tuple[int, int]:
-        return read_image_size(self.label_paths[index])
-
-    def image_size(self, index: int) -> tuple[int, int] | None:
-        return read_image_size(self.image_paths[index]) if self.image_paths else None
-
-    def _load_image(self, index: int) -> torch.Tensor:
-        if not self.image_paths:
-            raise ValueError(f"{self.name} was opened label-only (no images)")
-        return read_image_file(self.image_paths[index])
+class _PairedFiles(FileListDataset):
+    """The benchmark layouts: file lists filled by the subclasses, an error when none is found."""
 
     def _check_found(self, where: Path, pattern: str) -> None:
         if not self.label_paths:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from .base import SegmentationDataset, read_image_file, read_image_size, read_label_file
+from .base import FileListDataset
 
 __all__ = ["ImageMaskFolder", "CamVid", "CAMVID_CLASSES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
-class ImageMaskFolder(SegmentationDataset):
+class ImageMaskFolder(FileListDataset):
     """Images in ``image_dir`` paired by file stem with single-channel label maps in ``mask_dir``.
 
     ``image_dir`` may be ``None`` for a label-only dataset (the spectral analysis needs no images).
@@ -45,41 +43,21 @@ class ImageMaskFolder(SegmentationDataset):
         self.image_dir = Path(image_dir) if image_dir is not None else None
         if not self.mask_dir.is_dir():
             raise FileNotFoundError(f"label folder {self.mask_dir} does not exist")
-        self.mask_paths = sorted(p for p in self.mask_dir.iterdir() if p.suffix.lower() == mask_suffix)
-        if not self.mask_paths:
+        self.label_paths = sorted(p for p in self.mask_dir.iterdir() if p.suffix.lower() == mask_suffix)
+        if not self.label_paths:
             raise FileNotFoundError(f"no label files (*{mask_suffix}) in {self.mask_dir}")
         self.image_paths: list[Path] = []
         if self.image_dir is not None:
             if not self.image_dir.is_dir():
                 raise FileNotFoundError(f"image folder {self.image_dir} does not exist")
             by_stem = {p.stem: p for p in self.image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
-            missing = [p.name for p in self.mask_paths if p.stem not in by_stem]
+            missing = [p.name for p in self.label_paths if p.stem not in by_stem]
             if missing:
                 raise FileNotFoundError(
                     f"{len(missing)} label file(s) in {self.mask_dir} have no image in {self.image_dir}, "
                     f"e.g. {missing[:3]}"
                 )
-            self.image_paths = [by_stem[p.stem] for p in self.mask_paths]
-
-    def __len__(self) -> int:
-        return len(self.mask_paths)
-
-    def describe(self, index: int) -> str:
-        return str(self.mask_paths[index])
-
-    def _load_label(self, index: int) -> torch.Tensor:
-        return read_label_file(self.mask_paths[index])
-
-    def label_size(self, index: int) -> tuple[int, int]:
-        return read_image_size(self.mask_paths[index])
-
-    def image_size(self, index: int) -> tuple[int, int] | None:
-        return read_image_size(self.image_paths[index]) if self.image_paths else None
-
-    def _load_image(self, index: int) -> torch.Tensor:
-        if not self.image_paths:
-            raise ValueError(f"{self.name} was opened label-only (no image folder)")
-        return read_image_file(self.image_paths[index])
+            self.image_paths = [by_stem[p.stem] for p in self.label_paths]
 
 
 CAMVID_CLASSES = (
