@@ -135,12 +135,28 @@ class MlflowServer:
             try:
                 with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as resp:
                     if resp.status == 200:
+                        self._warm_up()
                         return
             except OSError:
                 pass
             time.sleep(0.25)
         self.stop()
         raise RuntimeError(f"mlflow server not up in {timeout}s:\n" + self.log.read_text()[-3000:])
+
+    def _warm_up(self) -> None:
+        # MLflow 3.17.2 imports mlflow.server.auth lazily inside the runs/search handler; the first
+        # concurrent searches on a fresh server race on that import and one of them can fail with
+        # "module 'mlflow.server.auth' has no attribute 'auth_config'" (a 500 and a traceback in
+        # the log; seen here with sixteen writers). One search before the clients start makes the
+        # import happen once, alone.
+        import json
+        import urllib.request
+
+        request = urllib.request.Request(
+            f"{self.uri}/api/2.0/mlflow/runs/search", data=json.dumps({"experiment_ids": ["0"]}).encode(),
+            headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            resp.read()
 
     def stop(self) -> None:
         import signal
