@@ -1,6 +1,6 @@
 """What a configuration costs, measured from one function (STYLE.md habit 5).
 
-:func:`measure_cost` returns exactly the keys of :data:`segcore.tracking.schema.COST_METRICS`:
+:func:`measure_cost` returns exactly the keys of :data:`segcore.names.COST_METRICS`:
 
 - ``params_m``: trainable + frozen parameters, millions.
 - ``gflops``: forward FLOPs of one image at the evaluation size, 1e9 (``torch.utils.flop_counter``;
@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from segcore.labels import annotation_cost
-from segcore.tracking.schema import COST_METRICS
+from segcore.names import COST_METRICS
 
 __all__ = ["measure_cost", "count_params", "count_flops", "measure_latency", "annotation_metrics"]
 

@@ -39,7 +39,7 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from segcore.tracking import schema
+from segcore import names
 
 from .trial import TrialConfig
 
@@ -52,13 +52,8 @@ __all__ = [
     "SEARCHABLE_FIELDS",
 ]
 
-#: Metrics every trial reports (``segcore.train.fit``, contract 2): objectives and ASHA pick from these.
-VALID_METRICS: tuple[str, ...] = (
-    schema.METRIC_MIOU,
-    schema.METRIC_PIXEL_ACCURACY,
-    schema.METRIC_TRAIN_LOSS,
-    *schema.COST_METRICS,
-)
+#: Metrics every trial reports: objectives and schedulers pick from these.
+VALID_METRICS: tuple[str, ...] = names.TRIAL_METRICS
 
 # TrialConfig fields that the sweep sets elsewhere (dataset section, epochs, seed, networks), so
 # neither `space` nor `train` may set them.
@@ -77,11 +72,11 @@ _SET_ELSEWHERE = {
 }
 #: TrialConfig fields a sweep may search over (the knobs first, then other hyper-parameters).
 SEARCHABLE_FIELDS: tuple[str, ...] = tuple(
-    [k for k in schema.KNOB_PARAMS if k != "network"]
+    [k for k in names.KNOB_PARAMS if k != "network"]
     + [
         k
         for k in TrialConfig.model_fields
-        if k not in schema.KNOB_PARAMS and k not in _SET_ELSEWHERE and k not in ("model_options",)
+        if k not in names.KNOB_PARAMS and k not in _SET_ELSEWHERE and k not in ("model_options",)
     ]
 )
 _INT_FIELDS = {k for k, f in TrialConfig.model_fields.items() if f.annotation is int}
@@ -149,7 +144,7 @@ class SearchSpec(_Strict):
 class AshaSpec(_Strict):
     """Asynchronous successive halving on one metric (time unit: epochs)."""
 
-    metric: str = schema.METRIC_MIOU
+    metric: str = names.METRIC_MIOU
     mode: Literal["max", "min"] | None = None
     grace_period: int = Field(1, ge=1)
     reduction_factor: float = Field(2.0, gt=1.0)
@@ -216,7 +211,7 @@ class SweepSpec(_Strict):
     # (U-Net takes no backbone, so a backbone cannot go in `train` for all three).
     network_config: dict[str, dict[str, Any]] = Field(default_factory=dict)
     objectives: dict[str, Literal["max", "min"]] = Field(
-        default_factory=lambda: {schema.METRIC_MIOU: "max", "gflops": "min"}
+        default_factory=lambda: {names.METRIC_MIOU: "max", "gflops": "min"}
     )
     search: SearchSpec = Field(default_factory=SearchSpec)
     asha: AshaSpec | None = None
@@ -320,7 +315,7 @@ class SweepSpec(_Strict):
 
 
 def _natural_mode(metric: str) -> str | None:
-    if metric in (schema.METRIC_MIOU, schema.METRIC_PIXEL_ACCURACY):
+    if metric in (names.METRIC_MIOU, names.METRIC_PIXEL_ACCURACY):
         return "max"
     if metric in VALID_METRICS:
         return "min"  # losses and every cost: less is better

@@ -1,7 +1,21 @@
-"""Names shared by the writer (``segcore.tune`` via tracking) and the reader (``segcore.analysis``).
+"""How a sweep is laid out in MLflow: tags, params and artifacts shared by the writer and the reader.
 
-Importing this module does not import MLflow.
+The metric, knob and status names themselves live in :mod:`segcore.names` (re-exported here so a
+reader of the record finds them in one place). Importing this module does not import MLflow.
 """
+
+from segcore.names import (  # noqa: F401  (re-exported)
+    COST_METRICS,
+    KNOB_PARAMS,
+    METRIC_EPOCH,
+    METRIC_MIOU,
+    METRIC_PIXEL_ACCURACY,
+    METRIC_TRAIN_LOSS,
+    STATUS_COMPLETED,
+    STATUS_EARLY_STOPPED,
+    STATUS_FAILED,
+    TRIAL_METRICS,
+)
 
 # Tags on runs
 TAG_ROLE = "segcore.role"            # "sweep" on the parent run, "trial" on each child run
@@ -9,26 +23,13 @@ ROLE_SWEEP = "sweep"
 ROLE_TRIAL = "trial"
 TAG_SWEEP = "segcore.sweep"          # sweep name, on parent and children
 TAG_TRIAL_ID = "segcore.trial_id"    # Ray Tune trial id, on children (one run per trial id)
-TAG_STATUS = "segcore.status"        # on children: one of TRIAL_STATUSES
-STATUS_COMPLETED = "completed"       # ran every epoch (full fidelity: may enter a Pareto front)
-STATUS_EARLY_STOPPED = "early_stopped"  # stopped by the scheduler (ASHA) before the last epoch
-STATUS_FAILED = "failed"
-TRIAL_STATUSES = (STATUS_COMPLETED, STATUS_EARLY_STOPPED, STATUS_FAILED)
+TAG_STATUS = "segcore.status"        # on children: one of segcore.names.STATUS_*
 TAG_NODE = "segcore.node"            # hostname / Ray node IP the trial ran on
 TAG_NETWORK = "segcore.network"
 
-# Params on child runs: the flattened TrialConfig (nested dicts as "a.b"), always including
-KNOB_PARAMS = ("network", "backbone", "grid_stride", "loss_at", "keep", "truncation", "block", "block_mode")
+# Params on child runs: the flattened TrialConfig (nested dicts as "a.b"), always including KNOB_PARAMS
 
-# Metrics on child runs: per epoch (step = epoch) and final values under the same keys
-METRIC_MIOU = "miou"
-METRIC_PIXEL_ACCURACY = "pixel_accuracy"
-METRIC_TRAIN_LOSS = "train_loss"
-METRIC_EPOCH = "epoch"
-COST_METRICS = (
-    "gflops", "decoder_gflops", "params_m", "latency_ms", "peak_memory_mb",
-    "annotation_units", "relative_annotation_units", "mixed_block_share",
-)
+# Metrics on child runs: per epoch (step = epoch) and final values under the segcore.names keys
 
 # Artifacts
 ARTIFACT_SPECTRUM_JSON = "spectrum/spectrum.json"  # on the parent run
