@@ -1,4 +1,4 @@
-"""What a configuration costs, measured from one function (STYLE.md habit 5).
+"""What a configuration costs, measured from one function.
 
 :func:`measure_cost` returns exactly the keys of :data:`segcore.names.COST_METRICS`:
 

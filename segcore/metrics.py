@@ -1,12 +1,13 @@
 """Segmentation metrics from a confusion matrix accumulated over a whole split.
 
 Never average per batch: :class:`ConfusionMatrix` sums pixel counts over every batch and the
-scores are computed once at the end (STYLE.md habit 6).
+scores are computed once at the end: a mean of per-batch mIoUs would weigh small batches and
+classes absent from a batch wrongly.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 
@@ -43,9 +44,6 @@ class SegmentationScores:
     mean_accuracy: float
     per_class_iou: list[float] = field(default_factory=list)
     pixels: int = 0
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def scores_from_confusion(conf: torch.Tensor) -> SegmentationScores:

@@ -1,4 +1,4 @@
-"""Segmentation networks with the three segcore knobs built in (DESIGN.md §2).
+"""Segmentation networks with the three segcore knobs built in (docs/design.md, Science).
 
 ``create_model(name, num_classes, grid_stride=..., keep=..., truncation=..., backbone=...)`` builds
 any registered network; ``list_models()`` names them. Registered: ``deeplabv3plus`` (DeepLabV3+),

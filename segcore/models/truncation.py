@@ -1,4 +1,4 @@
-"""Spectral truncation of feature maps (DESIGN.md §2, "decoder feature truncation").
+"""Spectral truncation of feature maps (docs/design.md, Science: decoder truncation).
 
 A feature map ``(N, C, H, W)`` is transformed with a 2-D FFT, only the low band — a fraction
 ``keep`` of the frequencies along each axis — is kept, and the inverse transform is taken at the
