@@ -30,8 +30,8 @@ def _few_threads():
     yield
 
 
-# --- PostgreSQL databases and an `mlflow server` on loopback (tracking engineer) -------------
-# Used by tests/test_tracking_server.py and tests/test_faults.py; anyone may use them.
+# --- PostgreSQL databases and an `mlflow server` on loopback -------------------------------
+# Used by the tests of the MLflow server and by tests/test_faults.py.
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 

@@ -211,8 +211,9 @@ def test_segcore_recorder_logs_a_sweep_through_the_head_server(head_mlflow):
 
 def test_laptop_reads_the_sweep_back_through_the_server(head_mlflow):
     """README: ``load_trials(..., tracking_uri=<forwarded port>)`` on what the recorder wrote."""
-    analysis = pytest.importorskip("segcore.analysis", reason="segcore.analysis not in this checkout")
-    df = analysis.load_trials("cityscapes-smoke", tracking_uri=head_mlflow["uri"])
+    from segcore.analysis import load_trials
+
+    df = load_trials("cityscapes-smoke", tracking_uri=head_mlflow["uri"])
     assert len(df) == 1
     row = df.iloc[0]
     assert float(row["miou"]) == pytest.approx(0.3)
@@ -221,7 +222,6 @@ def test_laptop_reads_the_sweep_back_through_the_server(head_mlflow):
 
 def test_laptop_pareto_command_through_the_server(head_mlflow, capsys):
     """README: ``segcore pareto cityscapes --tracking-uri http://127.0.0.1:5000`` (the tunnel)."""
-    pytest.importorskip("segcore.analysis", reason="segcore.analysis not in this checkout")
     from segcore.cli import main
 
     assert main(["pareto", "cityscapes-smoke", "--tracking-uri", head_mlflow["uri"]]) == 0

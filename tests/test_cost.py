@@ -8,7 +8,7 @@ from torch import nn
 
 from segcore.cost import annotation_metrics, count_flops, count_params, measure_cost
 from segcore.models import SegmentationModel, create_model, list_models
-from segcore.tracking.schema import COST_METRICS
+from segcore.names import COST_METRICS
 
 
 class _Decoder(nn.Module):

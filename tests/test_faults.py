@@ -1,4 +1,4 @@
-"""Faults injected for real into sweeps (issue 7), then the MLflow record checked.
+"""Faults injected for real into sweeps, then the MLflow record checked.
 
 * a trial whose data has a corrupt image file raises (naming the file), one whose loss turns NaN
   raises FloatingPointError: both are retried as configured, fail alone, their runs end FAILED
@@ -28,7 +28,6 @@ import yaml
 
 pytest.importorskip("ray")
 pytest.importorskip("mlflow")
-pytest.importorskip("segcore.tune")
 
 from mlflow import MlflowClient  # noqa: E402
 from PIL import Image  # noqa: E402
