@@ -69,9 +69,9 @@ def store_creation(workdir: Path) -> dict:
     import subprocess
 
     code = ("import sys, time; from mlflow import MlflowClient; "
-            "from segcore.tracking.writer import _new_sqlite_store; from pathlib import Path; "
+            "from segcore.tracking.store import new_sqlite_store; from pathlib import Path; "
             "t = time.perf_counter(); p = Path(sys.argv[1]); "
-            "_new_sqlite_store(p) if sys.argv[2] == 'copy' else None; "
+            "new_sqlite_store(p) if sys.argv[2] == 'copy' else None; "
             "MlflowClient('sqlite:///' + str(p)).search_experiments(); "
             "print(time.perf_counter() - t)")
     env = {**os.environ, "PYTHONPATH": str(REPO)}

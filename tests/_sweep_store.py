@@ -1,4 +1,4 @@
-"""Build small MLflow stores for the analysis tests, written by ``segcore.tracking.writer``.
+"""Build small MLflow stores for the analysis tests, written by :class:`segcore.tracking.SweepRecorder`.
 
 Contract 3 (COMMON.md): a parent run tagged ``segcore.role=sweep`` (with
 ``spectrum/spectrum.json``), one child run per trial nested through ``mlflow.parentRunId``, tagged
@@ -50,7 +50,7 @@ def write_sweep(tracking_uri: str, experiment: str, trials: list[dict[str, Any]]
     """Record one sweep through the tracking room's :class:`SweepRecorder` (the writer of
     contract 3), so the reader is tested against what a real sweep writes. Returns the parent run id.
     """
-    from segcore.tracking.writer import SweepRecorder
+    from segcore.tracking import SweepRecorder
 
     recorder = SweepRecorder(tracking_uri, experiment, sweep)
     spec = {"name": sweep, "experiment": experiment, "num_samples": len(trials),

@@ -178,7 +178,7 @@ def test_segcore_recorder_logs_a_sweep_through_the_head_server(head_mlflow):
     import numpy as np
 
     from segcore.tracking import schema
-    from segcore.tracking.writer import SweepRecorder
+    from segcore.tracking import SweepRecorder
 
     uri = head_mlflow["uri"]
     recorder = SweepRecorder(uri, "cityscapes-smoke", "sweep-1")

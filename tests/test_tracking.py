@@ -24,7 +24,7 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE  # noqa: E402
 
 from segcore.tracking import schema  # noqa: E402
-from segcore.tracking.writer import (  # noqa: E402
+from segcore.tracking import (  # noqa: E402
     SweepRecorder,
     flatten_config,
     png_bytes,

@@ -19,7 +19,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 from mlflow import MlflowClient  # noqa: E402
 
 from segcore.tracking import schema  # noqa: E402
-from segcore.tracking.writer import SweepRecorder, trial_artifacts  # noqa: E402
+from segcore.tracking import SweepRecorder, trial_artifacts  # noqa: E402
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -1,7 +1,7 @@
 """Reading a sweep back out of MLflow: one typed pandas row per trial, the spectrum, report artifacts.
 
-The reader of contract 3 (COMMON.md): it reads exactly what :class:`segcore.tracking.writer.SweepRecorder`
-writes — a parent run tagged ``segcore.role=sweep`` and one child run per trial tagged
+It reads exactly what :class:`segcore.tracking.recorder.SweepRecorder` writes (docs/design.md,
+Contracts) — a parent run tagged ``segcore.role=sweep`` and one child run per trial tagged
 ``segcore.role=trial`` with ``segcore.status``, ``segcore.network`` and ``segcore.node``; every
 :data:`~segcore.tracking.schema.KNOB_PARAMS` and the flattened trial config as params; metrics
 logged per epoch (step = epoch) with the final values under the same keys.
@@ -25,26 +25,24 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from segcore.tracking import schema, writer
+from segcore.tracking import schema
+from segcore.tracking.store import resolve_tracking_uri, search_all, tag_filter
 
 if TYPE_CHECKING:  # MLflow is imported lazily: reading the schema or the docs stays light
     from mlflow import MlflowClient
     from mlflow.entities import Experiment, Run
 
 __all__ = [
-    "DEFAULT_TRACKING_URI",
     "find_experiment",
     "find_sweep_runs",
     "load_spectrum",
     "load_sweep_spec",
     "load_trials",
     "log_report_artifacts",
-    "resolve_tracking_uri",
+    "runs_frame",
     "trial_runs",
 ]
 
-DEFAULT_TRACKING_URI = writer.DEFAULT_TRACKING_URI  # contract 5: SQLite in the working directory
-_PAGE = 1000
 
 # Columns that lead the table, in this order; everything else follows.
 _ID_COLUMNS = ("run_id", "trial_id", "sweep", "network", "status", "full_length", "node")
@@ -57,30 +55,10 @@ _RUN_STATUS = {"RUNNING": "running", "SCHEDULED": "running", "FAILED": schema.ST
                "KILLED": "killed", "FINISHED": "untagged"}
 
 
-def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
-    """The tracking URI to read: the writer's resolution (the argument, else
-    ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``; SQLite paths made absolute; file
-    stores refused), and a SQLite store must exist (MLflow would silently create an empty one).
-
-    Raises:
-        FileNotFoundError: the URI names a SQLite file that is not there.
-        ValueError: a ``file://`` store (see :func:`segcore.tracking.writer.resolve_tracking_uri`).
-    """
-    uri = writer.resolve_tracking_uri(tracking_uri)
-    if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///"):])
-        if str(path) != ":memory:" and not path.exists():
-            raise FileNotFoundError(
-                f"no MLflow store at {path} (tracking URI {uri!r}): run a sweep first, "
-                "or pass --tracking-uri / tracking_uri= to point at the store that holds it"
-            )
-    return uri
-
-
 def _client(tracking_uri: str | None) -> MlflowClient:
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
+    return MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri, must_exist=True))
 
 
 def find_experiment(client: MlflowClient, experiment: str) -> Experiment:
@@ -96,7 +74,7 @@ def find_experiment(client: MlflowClient, experiment: str) -> Experiment:
         except Exception:  # MLflow raises its own exception type for an unknown id
             found = None
     if found is None or found.lifecycle_stage != "active":
-        names = sorted(e.name for e in _all(client.search_experiments))
+        names = sorted(e.name for e in search_all(client.search_experiments))
         raise ValueError(
             f"unknown experiment {experiment!r} in {client.tracking_uri}; "
             f"existing experiments: {', '.join(names) or '(none)'}"
@@ -104,32 +82,24 @@ def find_experiment(client: MlflowClient, experiment: str) -> Experiment:
     return found
 
 
-def _all(search, **kwargs) -> list:
-    """Every page of an MLflow ``search_*`` call."""
-    out, token = [], None
-    while True:
-        page = search(max_results=_PAGE, page_token=token, **kwargs)
-        out.extend(page)
-        token = page.token
-        if not token:
-            return out
-
-
 def find_sweep_runs(client: MlflowClient, experiment_id: str, sweep: str | None = None) -> list[Run]:
     """Parent runs (``segcore.role=sweep``) of an experiment, newest first, optionally one sweep."""
-    flt = f"tags.`{schema.TAG_ROLE}` = '{schema.ROLE_SWEEP}'"
-    if sweep is not None:
-        flt += f" AND tags.`{schema.TAG_SWEEP}` = '{sweep}'"
-    return _all(client.search_runs, experiment_ids=[experiment_id], filter_string=flt,
-                order_by=["attributes.start_time DESC"])
+    return search_all(client.search_runs, experiment_ids=[experiment_id],
+                      filter_string=_role_filter(schema.ROLE_SWEEP, sweep),
+                      order_by=["attributes.start_time DESC"])
 
 
 def trial_runs(client: MlflowClient, experiment_id: str, sweep: str | None = None) -> list[Run]:
     """Child runs (``segcore.role=trial``) of an experiment, optionally of one sweep."""
-    flt = f"tags.`{schema.TAG_ROLE}` = '{schema.ROLE_TRIAL}'"
+    return search_all(client.search_runs, experiment_ids=[experiment_id],
+                      filter_string=_role_filter(schema.ROLE_TRIAL, sweep))
+
+
+def _role_filter(role: str, sweep: str | None) -> str:
+    tags = {schema.TAG_ROLE: role}
     if sweep is not None:
-        flt += f" AND tags.`{schema.TAG_SWEEP}` = '{sweep}'"
-    return _all(client.search_runs, experiment_ids=[experiment_id], filter_string=flt)
+        tags[schema.TAG_SWEEP] = sweep
+    return tag_filter(tags)
 
 
 def _param_kinds() -> dict[str, type]:

@@ -36,7 +36,7 @@ ARTIFACT_SPECTRUM_JSON = "spectrum/spectrum.json"  # on the parent run
 ARTIFACT_SPECTRUM_PLOT = "spectrum/spectrum.png"   # on the parent run
 ARTIFACT_SPEC = "sweep.yaml"                       # the resolved sweep spec, on the parent run
 
-# Added with the writer (segcore.tracking.writer)
+# On child runs
 TAG_ERROR = "segcore.error"                # on failed / interrupted children: the reason
 TAG_EARLY_STOPPED = "segcore.early_stopped"  # "true" on children the scheduler stopped early
 ARTIFACT_PER_CLASS_IOU = "per_class_iou.json"  # on children: {class name: IoU}

@@ -59,7 +59,7 @@ def _numeric(result: dict[str, Any]) -> dict[str, float]:
 
 
 class TrackingCallback(Callback):
-    """Driver-side MLflow bookkeeping through :class:`segcore.tracking.writer.SweepRecorder`."""
+    """Driver-side MLflow bookkeeping through :class:`segcore.tracking.SweepRecorder`."""
 
     def __init__(self, tracking_uri: str, experiment: str, sweep_name: str, epochs: int):
         self.tracking_uri = tracking_uri
@@ -76,7 +76,7 @@ class TrackingCallback(Callback):
     @property
     def recorder(self):
         if self._recorder is None:
-            from segcore.tracking.writer import SweepRecorder
+            from segcore.tracking import SweepRecorder
 
             self._recorder = SweepRecorder(self.tracking_uri, self.experiment, self.sweep_name)
         return self._recorder

@@ -215,7 +215,7 @@ def run_sweep(
         num_cpus: CPUs of a local Ray instance (default: all).
         log: where the driver's messages go.
     """
-    from segcore.tracking.writer import SweepRecorder
+    from segcore.tracking import SweepRecorder
 
     t0 = time.monotonic()
     path = Path(spec.storage_path) / spec.name

@@ -85,7 +85,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
 
     recorder = None
     if context.tracking_uri:
-        from segcore.tracking.writer import SweepRecorder, trial_artifacts
+        from segcore.tracking import SweepRecorder, trial_artifacts
 
         recorder = SweepRecorder(context.tracking_uri, context.experiment, context.sweep_name)
         # Not waiting for the run id: training starts while the run is opened in the background
