@@ -6,7 +6,7 @@ has ``ceil(H / s) x ceil(W / s)`` cells and the last row/column of cells covers 
 equal to ``ignore_index`` never vote; a cell with no valid pixel is itself ``ignore_index`` (hard)
 or an all-zero proportion vector (soft).
 
-Grid geometry (DESIGN.md §2): cell ``(i, j)`` of a stride-``s`` grid covers pixels
+Grid geometry (docs/design.md, Science): cell ``(i, j)`` of a stride-``s`` grid covers pixels
 ``[i*s, (i+1)*s) x [j*s, (j+1)*s)`` and its centre sits at pixel coordinate ``(i + 0.5) * s - 0.5``;
 :func:`upsample_proportions` and :func:`upsample_labels` respect exactly that alignment.
 """
@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "max_stride",
     "check_stride",
     "class_counts",
     "grid_shape",
-    "to_grid",
     "grid_proportions",
     "grid_majority",
     "block_annotation",
@@ -34,7 +34,6 @@ __all__ = [
     "AnnotationCost",
 ]
 
-GridMode = Literal["soft", "majority"]
 BlockMode = Literal["hard", "soft"]
 
 
@@ -46,17 +45,31 @@ def _batched(labels: torch.Tensor) -> tuple[torch.Tensor, bool]:
     return labels, False
 
 
+def max_stride(height: int, width: int) -> int:
+    """The largest grid stride / block size over an ``height x width`` map: ``max(H, W)``.
+
+    The one rule for every layer (training configs, the spectral analysis, the CLI). At
+    ``s = max(H, W)`` the grid is a single cell holding the whole map; every larger stride gives that
+    same ``1 x 1`` grid and so says nothing new. Strides between ``min(H, W)`` and ``max(H, W)``
+    still split the long side into ``ceil(max(H, W) / s)`` cells: they are distinct, well-defined
+    grids (cells are clipped at the map's edge on every axis, as for any stride that does not
+    divide the size), so they are allowed.
+    """
+    return max(height, width)
+
+
 def check_stride(stride: int, height: int, width: int, *, name: str = "stride") -> int:
-    """Validate a grid stride / block size against an ``height x width`` map; return it as int."""
+    """Validate a grid stride / block size against an ``height x width`` map (from 1 to
+    :func:`max_stride`); return it as int."""
     if isinstance(stride, bool) or int(stride) != stride:
         raise ValueError(f"{name} must be an integer >= 1, got {stride!r}")
     stride = int(stride)
     if stride < 1:
         raise ValueError(f"{name} must be >= 1, got {stride}")
-    if stride > max(height, width):
+    largest = max_stride(height, width)
+    if stride > largest:
         raise ValueError(
-            f"{name}={stride} is larger than the {height}x{width} label map; "
-            f"valid values are 1..{max(height, width)}"
+            f"{name}={stride} is larger than the {height}x{width} label map; valid values are 1..{largest}"
         )
     return stride
 
@@ -117,22 +130,6 @@ def grid_majority(
     return major[0] if single else major
 
 
-def to_grid(
-    labels: torch.Tensor,
-    stride: int,
-    num_classes: int,
-    ignore_index: int | None = 255,
-    mode: GridMode = "soft",
-) -> torch.Tensor:
-    """Resample label maps to the stride-``s`` grid: ``soft`` -> proportions ``(N, C, h, w)``,
-    ``majority`` -> labels ``(N, h, w)``."""
-    if mode == "soft":
-        return grid_proportions(labels, stride, num_classes, ignore_index)
-    if mode == "majority":
-        return grid_majority(labels, stride, num_classes, ignore_index)
-    raise ValueError(f"mode must be 'soft' or 'majority', got {mode!r}")
-
-
 def block_annotation(
     labels: torch.Tensor,
     block: int,
@@ -140,7 +137,7 @@ def block_annotation(
     ignore_index: int | None = 255,
     mode: BlockMode = "hard",
 ) -> torch.Tensor:
-    """Block-wise weak annotation of block size ``b`` (DESIGN.md §2): what an annotator would give
+    """Block-wise weak annotation of block size ``b`` (docs/design.md, Science): what an annotator would give
     if asked for one label (``hard``: the majority) or the class proportions (``soft``) per
     ``b x b`` block. Returned on the block grid: ``(N, h, w)`` labels or ``(N, C, h, w)``."""
     if mode == "hard":

@@ -70,11 +70,21 @@ def test_constant_map_round_trips_at_every_stride():
         assert torch.equal(L.upsample_labels(L.grid_majority(lab, s, 3, 255), s, (13, 21)), lab)
 
 
-def test_check_stride_and_annotation_cost():
+def test_largest_stride_is_the_long_side():
+    # max(H, W): at s = 12 a 10 x 12 map is one cell (larger strides give that same grid); s = 11,
+    # above the short side, still gives a distinct 1 x 2 grid.
+    assert L.max_stride(10, 12) == 12 and L.max_stride(12, 10) == 12 and L.max_stride(7, 7) == 7
+    assert L.check_stride(11, 10, 12) == 11
+    assert L.grid_shape(10, 12, 11) == (1, 2) and L.grid_shape(10, 12, 12) == (1, 1)
     with pytest.raises(ValueError, match="must be >= 1"):
         L.check_stride(0, 10, 10)
     with pytest.raises(ValueError, match="larger than the 10x12 label map; valid values are 1..12"):
         L.check_stride(13, 10, 12)
+    with pytest.raises(ValueError, match="larger than the 12x10 label map; valid values are 1..12"):
+        L.check_stride(13, 12, 10)
+
+
+def test_annotation_cost():
     cost = L.annotation_cost(LAB, 2, 3, 255)
     assert cost.units_per_image == 6 and cost.relative_units == pytest.approx(6 / 15)
     # labelled blocks: 4 (two hold only ignored pixels); mixed: (0,0) {0,1} and (0,1)? {1} no -> 1 of 4
