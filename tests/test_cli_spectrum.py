@@ -55,7 +55,7 @@ def test_synthetic_run_writes_json_csv_png_and_table(tmp_path, capsys):
         (["--dataset", "camvid", "--root", "{tmp}"], "does not exist"),  # no trainannot folder
         (["--dataset", "nope", "--root", "{tmp}"], "unknown dataset 'nope'; valid datasets: ade20k, camvid"),
         ([*SYNTH, "--strides", "0", "2"], "--strides: sizes must be integers >= 1, got 0"),
-        ([*SYNTH, "--blocks", "64"], "--blocks: 64 is larger than a 40x48 label map; valid values are 1..40"),
+        ([*SYNTH, "--blocks", "64"], "--blocks: 64 is larger than a 40x48 label map; valid values are 1..48"),
         ([*SYNTH, "--tolerance", "2"], "--tolerance must be in [0, 1)"),
         ([*SYNTH, "--split", "dev"], "split must be one of ['train', 'val', 'test']"),
     ],

@@ -1,4 +1,4 @@
-"""Known-answer tests of the training-free spectral analysis (segcore/spectral.py)."""
+"""Known-answer tests of the training-free spectral analysis (segcore/spectral/)."""
 
 from __future__ import annotations
 
@@ -238,8 +238,8 @@ def test_bad_sizes_are_rejected_before_work():
     ds = InMemoryLabels([torch.zeros(20, 30, dtype=torch.long)], num_classes=2)
     with pytest.raises(ValueError, match="strides: sizes must be integers >= 1, got 0"):
         spectral.analyze(ds, strides=(0, 2))
-    with pytest.raises(ValueError, match=r"blocks: 21 is larger than a 20x30 label map; valid values are 1..20"):
-        spectral.analyze(ds, strides=(1, 2), blocks=(2, 21))
+    with pytest.raises(ValueError, match=r"blocks: 31 is larger than a 20x30 label map; valid values are 1..30"):
+        spectral.analyze(ds, strides=(1, 2), blocks=(2, 31))
     with pytest.raises(ValueError, match="tolerance"):
         spectral.analyze(ds, tolerance=1.5)
 
@@ -305,3 +305,18 @@ def test_strides_beyond_the_exact_range_match_the_plain_definitions():
     assert fast.oracle_miou_soft == pytest.approx(dense.oracle_miou_soft, abs=1e-12)
     assert fast.oracle_miou_majority == pytest.approx(dense.oracle_miou_majority, abs=1e-12)
     assert fast.ce_floor == pytest.approx(dense.ce_floor, rel=1e-5)
+
+
+@pytest.mark.parametrize("method", ["fast", "dense"])
+def test_strides_up_to_the_long_side(method):
+    # A 20 x 30 map, class 0 on the left 18 columns, class 1 on the right 12. Stride 30 (the long
+    # side, labels.max_stride) is one cell: majority 0 everywhere, so IoU 360/600 and 0. Stride 25
+    # (above the short side) has two cells: columns 0..24 hold 18 of class 0 -> 0, columns 25..29
+    # are all class 1 -> 1: class 0 IoU 360/500, class 1 IoU 100/240.
+    lab = torch.zeros(20, 30, dtype=torch.long)
+    lab[:, 18:] = 1
+    r = spectral.analyze(InMemoryLabels([lab], 2, None), strides=(1, 25, 30), blocks=(30,), method=method, workers=1)
+    assert r.oracle_miou_majority == pytest.approx([1.0, (360 / 500 + 100 / 240) / 2, 0.3], abs=1e-12)
+    assert r.block_oracle_miou_hard == pytest.approx([0.3], abs=1e-12)
+    assert r.annotation_units_per_image == [1.0] and r.mixed_block_share == [1.0]
+    assert r.oracle_miou_soft[2] == pytest.approx(0.3, abs=1e-12)  # one cell: its proportions everywhere
