@@ -13,7 +13,7 @@ pytest.importorskip("mlflow", reason="the sweep extra (mlflow) is not installed"
 import optuna  # noqa: E402
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Searcher  # noqa: E402
 
-from segcore.config.sweep import load_sweep_spec  # noqa: E402
+from segcore.tune.validate import load_sweep  # noqa: E402
 from segcore.tracking import schema  # noqa: E402
 from segcore.tune.callbacks import trial_status  # noqa: E402
 from segcore.tune.search import DedupOptunaSearch, build_search, optuna_space, param_space  # noqa: E402
@@ -91,7 +91,7 @@ def test_trial_status_from_last_result():
 
 
 def test_spec_to_search_and_space(tmp_path):
-    spec = load_sweep_spec(spec_dict(tmp_path), check_paths=False)
+    spec = load_sweep(spec_dict(tmp_path), check_paths=False)
     search = build_search(spec)
     assert isinstance(search, ConcurrencyLimiter) and search.max_concurrent == 2
     assert search.searcher.metric == ["miou", "gflops"] and search.searcher.mode == ["max", "min"]
@@ -99,7 +99,7 @@ def test_spec_to_search_and_space(tmp_path):
     space = param_space(spec)
     assert "keep" not in space and space["epochs"] == 2 and space["dataset"] == "synthetic"
 
-    grid = load_sweep_spec(spec_dict(tmp_path, search={"algorithm": "grid"}), check_paths=False)
+    grid = load_sweep(spec_dict(tmp_path, search={"algorithm": "grid"}), check_paths=False)
     assert isinstance(build_search(grid), BasicVariantGenerator)
     assert param_space(grid)["keep"] == {"grid_search": [0.5, 1.0]}
 
@@ -123,7 +123,7 @@ def test_local_sweep_records_one_child_run_per_trial(tmp_path):
     pytest.importorskip("segcore.train", reason="segcore.train not in this checkout")
     from segcore.tune import run_sweep
 
-    spec = load_sweep_spec(
+    spec = load_sweep(
         spec_dict(tmp_path, asha={"metric": "miou", "grace_period": 1}, network_config={"dan_tiny": {"lr": 0.02}})
     )
     outcome = run_sweep(spec, address="local", num_cpus=2, progress=True)
@@ -197,7 +197,7 @@ def test_gpu_fraction_trials_spread_over_a_multi_node_cluster(tmp_path):
     try:
         workers = [cluster.add_node(num_cpus=1, num_gpus=1) for _ in range(2)]
         cluster.wait_for_nodes()
-        spec = load_sweep_spec(
+        spec = load_sweep(
             spec_dict(
                 tmp_path,
                 name="t-cluster",
@@ -237,7 +237,7 @@ def test_local_run_refuses_trials_the_machine_cannot_hold(tmp_path, monkeypatch)
     from segcore.tune.runner import _check_capacity
 
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
-    spec = load_sweep_spec(spec_dict(tmp_path, resources={"cpu": 1, "gpu": 0.5}), check_paths=False)
+    spec = load_sweep(spec_dict(tmp_path, resources={"cpu": 1, "gpu": 0.5}), check_paths=False)
     with pytest.raises(ValueError, match=r"resources.gpu: each trial asks for 0.5 GPU, but the Ray cluster has 0"):
         _check_capacity(spec, "local")
     # A joined (autoscaling) cluster may still add GPU nodes: a note, not an error.

@@ -74,7 +74,7 @@ def demo_spec(out: Path, *, camvid: str | None = None, trials: int | None = None
     """The demo's sweep spec, with a fresh sweep name and everything stored under ``out``."""
     import yaml
 
-    from segcore.config.sweep import load_sweep_spec
+    from segcore.tune.validate import load_sweep
 
     data = yaml.safe_load(DEMO_SPEC)
     # A fresh name per run: `make demo` twice gives two sweeps (parent runs) side by side in the
@@ -91,7 +91,7 @@ def demo_spec(out: Path, *, camvid: str | None = None, trials: int | None = None
         data["num_samples"] = trials
     if epochs is not None:
         data["epochs"] = epochs
-    return load_sweep_spec(data)
+    return load_sweep(data)
 
 
 def spectrum_table(spectrum: dict) -> str:

@@ -91,11 +91,11 @@ def print_outcome(outcome) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from segcore.config.sweep import load_sweep_spec
+    from segcore.tune.validate import load_sweep
 
     overrides = {"tracking_uri": args.tracking_uri, "experiment": args.experiment, "storage_path": args.storage_path}
     # A joined cluster's data lives on its nodes' shared storage, not necessarily on this machine.
-    spec = load_sweep_spec(args.file, overrides=overrides, check_paths=args.address == "local")
+    spec = load_sweep(args.file, overrides=overrides, check_paths=args.address == "local")
     print(describe(spec), flush=True)
     if args.dry_run:
         print("\ndry run: the spec is valid; nothing started")

@@ -1,22 +1,41 @@
 """Ray Tune, and only here: a sweep spec becomes a Tuner whose trials call :func:`segcore.train.fit`.
 
+* :mod:`.validate` — the checks that need models, data and the trial's validation (no Ray).
 * :mod:`.search` — search algorithm (Optuna multi-objective with dedupe, grid, random), ASHA.
 * :mod:`.trainable` — the trial: ``fit`` with a report callback, checkpoints, CPU fallback.
 * :mod:`.callbacks` — driver-side MLflow bookkeeping and compact progress lines.
 * :mod:`.runner` — connect to Ray, parent run, build/restore the Tuner, collect the results.
 * :mod:`.summary` — best trial per network (pandas only).
+
+The names below are imported on first use, so ``segcore.tune.validate`` (``segcore sweep
+--dry-run``) does not pull in Ray.
 """
 
-from .runner import SweepOutcome, build_tuner, connect, results_frame, run_sweep
-from .summary import best_per_network, completed, format_table
+from __future__ import annotations
 
-__all__ = [
-    "SweepOutcome",
-    "build_tuner",
-    "connect",
-    "run_sweep",
-    "results_frame",
-    "best_per_network",
-    "completed",
-    "format_table",
-]
+import importlib
+
+_EXPORTS = {
+    "SweepOutcome": "runner",
+    "build_tuner": "runner",
+    "connect": "runner",
+    "run_sweep": "runner",
+    "results_frame": "runner",
+    "best_per_network": "summary",
+    "completed": "summary",
+    "format_table": "summary",
+    "load_sweep": "validate",
+    "validate_sweep": "validate",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -25,6 +25,7 @@ from segcore.tracking import schema
 from .callbacks import ProgressCallback, TrackingCallback, trial_status
 from .search import build_scheduler, build_search, param_space
 from .trainable import TrialContext, run_trial, trial_dirname
+from .validate import validate_sweep
 
 __all__ = ["SweepOutcome", "connect", "build_tuner", "run_sweep", "compute_spectrum", "results_frame"]
 
@@ -96,7 +97,7 @@ def _check_capacity(spec: SweepSpec, address: str) -> list[str]:
 
 
 def compute_spectrum(spec: SweepSpec, out_dir: str | Path, progress: bool = True) -> tuple[dict[str, Any], str] | None:
-    """The training-free spectral analysis of the sweep's dataset (contract 1): ``(dict, png)``."""
+    """The training-free spectral analysis of the sweep's dataset: ``(dict, png)``, or None when off."""
     if not spec.spectral.enabled:
         return None
     from segcore.data import build_dataset
@@ -208,16 +209,23 @@ def run_sweep(
     """Run ``spec`` end to end: spectrum, parent run, Tune trials, reconciliation.
 
     Args:
-        spec: a validated sweep (:func:`segcore.config.sweep.load_sweep_spec`).
+        spec: a sweep spec (:func:`segcore.tune.validate.load_sweep`); checked again here against
+            the models and data before anything starts.
         address: ``local`` (start a private Ray), ``auto`` or ``HOST:PORT`` (join a cluster).
         resume: continue the sweep of the same name from its Tune state (no duplicate runs).
         progress: print one line per trial event.
         num_cpus: CPUs of a local Ray instance (default: all).
         log: where the driver's messages go.
+
+    Raises:
+        SweepSpecError: the spec names an unknown network or dataset, or a knob value a network
+            cannot take (nothing has started).
     """
     from segcore.tracking import SweepRecorder
 
     t0 = time.monotonic()
+    # A joined cluster's data lives on its nodes' shared storage, not necessarily on this machine.
+    validate_sweep(spec, check_paths=address == "local")
     path = Path(spec.storage_path) / spec.name
     restoring = resume and tune.Tuner.can_restore(path)
     if tune.Tuner.can_restore(path) and not resume:

@@ -1,8 +1,9 @@
-"""The sweep spec: a catalogue of bad specs, each rejected (before Ray starts) naming its field."""
+"""The sweep spec (segcore.config.sweep, .knobs, .checks): a catalogue of bad specs, each rejected
+naming its field, and what a good spec resolves to. The checks that need models or data are in
+tests/test_tune_validate.py."""
 
 from __future__ import annotations
 
-import copy
 import subprocess
 import sys
 from pathlib import Path
@@ -10,30 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from segcore.config.knobs import Knob, knob_from_space
 from segcore.config.sweep import SweepSpecError, load_sweep_spec
 
+from _sweep_specs import good, with_
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def good() -> dict:
-    return {
-        "name": "t",
-        "dataset": {"name": "synthetic", "options": {"num_samples": 4, "size": [32, 32]}},
-        "networks": ["unet_tiny"],
-        "space": {"grid_stride": [2, 4], "keep": {"low": 0.5, "high": 1.0}, "block": [1, 2]},
-        "objectives": {"miou": "max", "gflops": "min"},
-        "epochs": 2,
-    }
-
-
-def with_(path: str, value, base: dict | None = None) -> dict:
-    spec = copy.deepcopy(base or good())
-    *parents, last = path.split(".")
-    node = spec
-    for p in parents:
-        node = node.setdefault(p, {})
-    node[last] = value
-    return spec
 
 
 # (case id, spec, field named in the message, a fragment of the message)
@@ -65,9 +48,6 @@ CATALOGUE = [
     ("zero concurrency", with_("max_concurrent", 0), "max_concurrent", "greater than or equal to 1"),
     ("zero epochs", with_("epochs", 0), "epochs", "greater than or equal to 1"),
     ("file tracking store", with_("tracking_uri", "file:///tmp/mlruns"), "tracking_uri", "sqlite:///mlflow.db"),
-    ("unknown dataset", with_("dataset.name", "kitti"), "dataset.name", "valid datasets: "),
-    ("missing dataset root", with_("dataset", {"name": "camvid", "root": "/nonexistent/camvid"}), "dataset.root", "does not exist"),
-    ("bad dataset option", with_("dataset.options", {"cutoff": 2.0}), "dataset.options", "cutoff"),
     ("epochs in train", with_("train", {"epochs": 3}), "train.epochs", "set epochs in `epochs`"),
     ("unknown train field", with_("train", {"batchsize": 3}), "train.batchsize", "batch_size"),
     ("train and space both", with_("train", {"keep": 0.5}), "train.keep", "set it in one place"),
@@ -86,16 +66,6 @@ def test_bad_spec_is_rejected_naming_the_field(case, spec, field, fragment):
     message = dict(info.value.errors)[field]
     assert fragment in message, f"{case}: {fragment!r} not in {message!r}"
     assert f"  {field}: " in str(info.value)
-
-
-def test_unknown_network_lists_the_registered_ones():
-    models = pytest.importorskip("segcore.models", reason="segcore.models not in this checkout")
-    with pytest.raises(SweepSpecError) as info:
-        load_sweep_spec(with_("networks", ["unet_tiny", "resnet"]))
-    message = dict(info.value.errors)["networks[1]"]
-    assert "unknown network 'resnet'" in message
-    for name in models.list_models():
-        assert name in message
 
 
 def test_every_problem_is_reported_at_once():
@@ -154,49 +124,37 @@ def test_optuna_dedupe_caps_trials_at_a_small_space():
     assert spec.space_size() == 8 and spec.num_trials() == 8
 
 
-@pytest.mark.parametrize("name", ["demo", "camvid", "cityscapes"])
-def test_shipped_sweeps_load(name, monkeypatch):
-    from segcore.data import list_datasets
-
-    raw = yaml.safe_load((REPO / "sweeps" / f"{name}.yaml").read_text())
-    if raw["dataset"]["name"] not in list_datasets():
-        pytest.skip(f"dataset {raw['dataset']['name']!r} is not registered in this checkout")
-    monkeypatch.chdir(REPO)
-    spec = load_sweep_spec(REPO / "sweeps" / f"{name}.yaml", check_paths=name == "demo")
-    assert len(spec.networks) == 3 and spec.num_trials() >= 1
-    if name == "cityscapes":
-        assert 0 < spec.resources.gpu <= 1
-
-
-def test_loading_a_spec_imports_neither_ray_nor_mlflow():
+def test_loading_a_spec_imports_nothing_above_config():
+    """config sits at the bottom of the dependency direction (docs/design.md, Dependency direction):
+    no Ray, MLflow or Optuna, and none of segcore's upper layers."""
+    upper = ("ray", "mlflow", "optuna", "segcore.models", "segcore.data", "segcore.train", "segcore.tune",
+             "segcore.tracking", "segcore.spectral")
     code = (
         "import sys; from segcore.config.sweep import load_sweep_spec; "
-        f"load_sweep_spec({good()!r}); print(sorted(m for m in ('ray', 'mlflow', 'optuna') if m in sys.modules))"
+        f"load_sweep_spec({good()!r}); "
+        f"print(sorted(m for m in sys.modules if m.startswith({upper!r})))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
 
 
-def test_dry_run_prints_every_grid_trial_and_starts_nothing(tmp_path, capsys, monkeypatch):
-    from segcore.cli import main
+def test_extra_checks_join_the_same_error():
+    def no_unet(spec, errors):
+        errors.append(("networks[0]", "not today"))
 
-    monkeypatch.chdir(tmp_path)
-    path = tmp_path / "grid.yaml"
-    path.write_text(yaml.safe_dump(with_("search", {"algorithm": "grid"}, with_("space.keep", [0.5, 1.0]))))
-    assert main(["sweep", str(path), "--dry-run", "--tracking-uri", "sqlite:///other.db"]) == 0
-    out = capsys.readouterr().out
-    assert "grid (8 point(s) x num_samples 8):" in out
-    assert "\n       8  block=2 grid_stride=4 keep=1.0\n" in out  # YAML dump sorted the keys
-    assert f"tracking:   sqlite:///{tmp_path}/other.db" in out  # the command line wins over the file
-    assert "dry run: the spec is valid; nothing started" in out
-    assert not (tmp_path / "ray_results").exists() and not (tmp_path / "other.db").exists()
+    with pytest.raises(SweepSpecError) as info:
+        load_sweep_spec(with_("objectives", {"iou": "max"}), checks=[no_unet])
+    assert dict(info.value.errors) == {
+        "objectives.iou": dict(info.value.errors)["objectives.iou"],
+        "networks[0]": "not today",
+    }
+    assert "(2 problem(s))" in str(info.value)
 
 
-def test_sweep_command_reports_spec_errors_in_one_message(tmp_path, capsys):
-    from segcore.cli import main
-
-    path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(with_("space.keep", [0.5, 1.5])))
-    assert main(["sweep", str(path), "--dry-run"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("segcore sweep: error: invalid sweep spec") and "space.keep[1]" in err
+def test_knob_from_space_known_values():
+    assert knob_from_space("block", {"low": 2, "high": 8, "step": 2}).grid_values() == [2, 4, 6, 8]
+    assert knob_from_space("keep", {"low": 0.25, "high": 1.0, "step": 0.25}).grid_values() == [0.25, 0.5, 0.75, 1.0]
+    lr = knob_from_space("lr", {"low": 1e-4, "high": 1e-2, "log": True})
+    assert (lr.kind, lr.searched, lr.describe()) == ("float", True, "float [0.0001, 0.01] log")
+    assert knob_from_space("truncation", "fft") == Knob("truncation", "fixed", ("fft",))
+    assert not knob_from_space("block", [4]).searched  # one choice: fixed

@@ -1,0 +1,177 @@
+"""Checks of a parsed sweep spec that need nothing but the spec: every problem becomes a
+``(field, message)`` pair, and :class:`SweepSpecError` lists them all at once.
+
+Checks that need the model registry, the datasets or a trial's own validation belong to the layers
+that own those (:mod:`segcore.tune.validate`); they append to the same list before the error is
+raised, through ``load_sweep_spec(..., checks=...)``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+
+from segcore import names
+
+from .knobs import FLOAT_FIELDS, SET_ELSEWHERE, check_space, check_trial_value, choices
+from .trial import TrialConfig
+
+if TYPE_CHECKING:
+    from .sweep import SweepSpec
+
+__all__ = ["SweepSpecError", "VALID_METRICS", "validate_spec", "pydantic_errors"]
+
+#: Metrics every trial reports: objectives and schedulers pick from these.
+VALID_METRICS: tuple[str, ...] = names.TRIAL_METRICS
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+
+
+class SweepSpecError(ValueError):
+    """A sweep spec is invalid. ``errors`` holds ``(field, message)`` pairs; ``str()`` lists them."""
+
+    def __init__(self, errors: list[tuple[str, str]], source: str | None = None):
+        self.errors = list(errors)
+        self.source = source
+        head = f"invalid sweep spec{f' {source}' if source else ''}"
+        lines = [f"  {name}: {msg}" for name, msg in self.errors]
+        super().__init__("\n".join([head + f" ({len(self.errors)} problem(s)):", *lines]))
+
+
+def pydantic_errors(exc: ValidationError, model: type[BaseModel]) -> list[tuple[str, str]]:
+    """Field-exact messages; unknown fields list the valid ones of the model they sit in."""
+    out = []
+    for err in exc.errors():
+        loc = list(err["loc"])
+        name = _join_loc(loc)
+        if err["type"] == "extra_forbidden":
+            owner = _model_at(model, loc[:-1])
+            valid = list(owner.model_fields) if owner else []
+            out.append((name, f"unknown field; valid fields: {choices(valid)}"))
+            continue
+        got = err.get("input")
+        shown = "" if isinstance(got, dict) or err["type"] == "missing" else f" (got {got!r})"
+        out.append((name, f"{err['msg']}{shown}"))
+    return out
+
+
+def _join_loc(loc) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(root)"
+
+
+def _model_at(model: type[BaseModel], loc) -> type[BaseModel] | None:
+    """The pydantic model that holds the field at ``loc`` (to list its valid fields)."""
+    current: Any = model
+    for part in loc:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
+            return None
+        annotation = current.model_fields[part].annotation
+        args = getattr(annotation, "__args__", ())
+        current = next((a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _check_train(spec: SweepSpec, errors: list[tuple[str, str]]) -> None:
+    fields = [(f"train.{k}", k, v) for k, v in spec.train.items()]
+    for net, overrides in spec.network_config.items():
+        if net not in spec.networks:
+            errors.append((f"network_config.{net}", f"not one of this sweep's networks: {choices(spec.networks)}"))
+            continue
+        for name, value in overrides.items():
+            where = f"network_config.{net}.{name}"
+            if name in spec.space:
+                errors.append((where, f"{name} is also in `space`; set it in one place"))
+            else:
+                fields.append((where, name, value))
+    for where, name, value in fields:
+        if name in SET_ELSEWHERE:
+            errors.append((where, f"set {name} in `{SET_ELSEWHERE[name]}`, not here"))
+        elif name not in TrialConfig.model_fields:
+            valid = [k for k in TrialConfig.model_fields if k not in SET_ELSEWHERE]
+            errors.append((where, f"unknown trial field; valid fields: {choices(valid)}"))
+        else:
+            msg = check_trial_value(name, value)
+            if msg:
+                errors.append((where, msg))
+
+
+def _check_networks(spec: SweepSpec, errors: list[tuple[str, str]]) -> None:
+    """Duplicates only: whether a name is registered is :mod:`segcore.tune.validate`'s check."""
+    seen = set()
+    for i, net in enumerate(spec.networks):
+        if net in seen:
+            errors.append((f"networks[{i}]", f"duplicate network {net!r}"))
+        seen.add(net)
+
+
+def _check_dataset(spec: SweepSpec, errors: list[tuple[str, str]]) -> None:
+    """The fields alone; the name and the folders are :mod:`segcore.tune.validate`'s checks."""
+    dataset = spec.dataset
+    if dataset.crop is not None and min(dataset.crop) < 1:
+        errors.append(("dataset.crop", f"crop sizes must be >= 1 (got {list(dataset.crop)})"))
+
+
+def _check_objectives(spec: SweepSpec, errors: list[tuple[str, str]]) -> None:
+    valid = choices(VALID_METRICS)
+    if not spec.objectives:
+        errors.append(("objectives", f"give at least one objective, e.g. {{miou: max}}; valid metrics: {valid}"))
+    for metric in spec.objectives:
+        if metric not in VALID_METRICS:
+            errors.append((f"objectives.{metric}", f"unknown metric {metric!r}; valid metrics: {valid}"))
+    if spec.asha is not None:
+        if spec.asha.metric not in VALID_METRICS:
+            errors.append(("asha.metric", f"unknown metric {spec.asha.metric!r}; valid metrics: {valid}"))
+        if spec.asha.grace_period >= spec.epochs:
+            errors.append((
+                "asha.grace_period",
+                f"must be < epochs ({spec.epochs}) for ASHA to stop anything (got {spec.asha.grace_period})",
+            ))
+
+
+def _check_search(spec: SweepSpec, errors: list[tuple[str, str]]) -> None:
+    algorithm = spec.search.algorithm
+    if algorithm != "optuna":
+        if spec.search.sampler is not None:
+            errors.append(("search.sampler", f"only used by algorithm optuna (algorithm is {algorithm!r})"))
+        if spec.search.population_size is not None:
+            errors.append(("search.population_size", f"only used by the optuna nsga2 sampler (algorithm is {algorithm!r})"))
+    if algorithm == "optuna" and spec.search.population_size is not None and spec.sampler != "nsga2":
+        errors.append(("search.population_size", f"only used by sampler nsga2 (sampler is {spec.sampler!r})"))
+    if algorithm == "grid":
+        for name, raw in spec.space.items():
+            if isinstance(raw, dict) and name in FLOAT_FIELDS and raw.get("step") is None:
+                errors.append((f"space.{name}", "grid search needs a list or a range with `step` (a continuous range has no grid)"))
+
+
+def _check_runtime(spec: SweepSpec, errors: list[tuple[str, str]]) -> None:
+    gpu = spec.resources.gpu
+    if gpu > 1 and not float(gpu).is_integer():
+        errors.append(("resources.gpu", f"a GPU fraction must be <= 1; above 1 use whole GPUs (got {gpu})"))
+    if not _NAME_RE.match(spec.name):
+        errors.append(("name", f"use letters, digits, '_', '-' and '.' (got {spec.name!r})"))
+    uri = spec.tracking_uri
+    scheme = uri.split(":", 1)[0].split("+", 1)[0] if ":" in uri else ""
+    if scheme == "file" or not scheme:
+        errors.append(
+            ("tracking_uri", f"file stores are not supported; use sqlite:///mlflow.db or http://HOST:5000 (got {uri!r})")
+        )
+    elif scheme not in _TRACKING_SCHEMES:
+        errors.append(("tracking_uri", f"unknown scheme {scheme!r}; valid schemes: {choices(_TRACKING_SCHEMES)}"))
+
+
+def validate_spec(spec: SweepSpec) -> list[tuple[str, str]]:
+    """Every problem of a parsed spec that the spec alone shows, as ``(field, message)``."""
+    errors: list[tuple[str, str]] = []
+    _check_runtime(spec, errors)
+    _check_networks(spec, errors)
+    _check_dataset(spec, errors)
+    check_space(spec.space, spec.train, errors)
+    _check_train(spec, errors)
+    _check_objectives(spec, errors)
+    _check_search(spec, errors)
+    return errors
