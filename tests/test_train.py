@@ -10,7 +10,6 @@ import pytest
 import torch
 from PIL import Image
 
-from segcore import train as train_mod
 from segcore.config import TrialConfig
 from segcore.labels import grid_proportions
 from segcore.models import create_model, list_models
@@ -50,7 +49,8 @@ def easy(**overrides) -> dict:
 ])
 def test_validate_config_errors(overrides, match, monkeypatch):
     # no dataset may be opened while validating
-    monkeypatch.setattr("segcore.data.build_dataset", lambda *a, **k: pytest.fail("data opened"))
+    for module in ("segcore.data", "segcore.train.validate", "segcore.train.data"):
+        monkeypatch.setattr(f"{module}.build_dataset", lambda *a, **k: pytest.fail("data opened"))
     with pytest.raises(ValueError, match=match):
         validate_config(easy(**overrides))
     with pytest.raises(ValueError, match=match):
@@ -147,7 +147,7 @@ def test_temporary_checkpoints_are_fresh_and_hold_the_state():
 
 
 def test_non_finite_loss_raises(monkeypatch):
-    monkeypatch.setattr(train_mod, "training_loss", lambda logits, *a: logits.sum() * float("nan"))
+    monkeypatch.setattr("segcore.train.loop.training_loss", lambda logits, *a: logits.sum() * float("nan"))
     with pytest.raises(FloatingPointError, match=r"non-finite training loss at epoch 1 \(batch 1\)"):
         fit(easy(epochs=1, max_train_batches=1))
 
