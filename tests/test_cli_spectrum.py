@@ -115,3 +115,32 @@ def test_camvid_cli_on_real_labels(camvid_root, tmp_path, capsys):
     assert soft[0] == 1.0 and all(a >= b for a, b in zip(soft, soft[1:]))  # coarser grids lose
     assert all(a >= b for a, b in zip(doc["band_energy"], doc["band_energy"][1:]))
     assert "camvid / val: 4 labels" in stdout
+
+
+def test_default_sizes_are_the_analysis_defaults(tmp_path, capsys):
+    from segcore.spectral import DEFAULT_BLOCKS, DEFAULT_STRIDES
+
+    with pytest.raises(SystemExit):
+        main(["spectrum", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"grid strides (default: {' '.join(map(str, DEFAULT_STRIDES))})" in help_text
+    assert f"annotation block sizes (default: {' '.join(map(str, DEFAULT_BLOCKS))})" in help_text
+    out = tmp_path / "out"
+    code, _, _ = run_cli([*SYNTH, "--out", str(out)], capsys)
+    doc = json.loads((out / "spectrum.json").read_text())
+    assert code == 0 and doc["strides"] == list(DEFAULT_STRIDES) and doc["blocks"] == list(DEFAULT_BLOCKS)
+
+
+def test_constant_map_writes_null_for_undefined_energy_and_a_dash_in_the_table(tmp_path, capsys):
+    # One class everywhere: all energy is DC, so E(s) without DC is 0/0 (NaN): null in the JSON.
+    root = folder_tree(tmp_path / "data", [[1, 1, 1, 1]] * 4)
+    out = tmp_path / "out"
+    code, stdout, _ = run_cli(["--dataset", "folder", "--root", str(root), "--dataset-option", "num_classes=2",
+                               "--strides", "1", "2", "--blocks", "2", "--out", str(out), "--no-progress"], capsys)
+    assert code == 0
+    doc = json.loads((out / "spectrum.json").read_text())
+    assert doc["band_energy_no_dc"] == [None, None] and doc["band_energy"] == [1.0, 1.0]
+    header, rule, first, second = stdout.splitlines()[2:6]
+    assert header.split() == ["stride", "E(s)", "E", "no", "DC", "oracle", "soft", "oracle", "major", "CE", "floor"]
+    assert set(rule) <= {"-", " "} and first.split() == ["1", "1", "-", "1", "1", "0"]
+    assert second.split()[:3] == ["2", "1", "-"]
