@@ -10,16 +10,16 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+from segcore.formatting import format_cell, format_table, jsonable, parse_key_values
+
 COMMAND = "spectrum"
 ORDER = 10
 
-DEFAULT_SIZES = (1, 2, 4, 8, 16, 32)
 OUTPUT_FILES = ("spectrum.json", "spectrum.csv", "spectrum.png")
 
 
@@ -29,14 +29,16 @@ def register(subparsers) -> None:
         help="training-free spectral curves, oracle mIoU and the efficient grid of a dataset's labels",
         description="From the label maps alone: band energy E(s) per grid stride, radial spectrum, "
         "oracle mIoU of each grid (soft + bilinear, majority + nearest), CE floor, oracle mIoU and "
-        "cost of block annotation, and the efficient grid (DESIGN.md section 2).",
+        "cost of block annotation, and the efficient grid (docs/design.md, Science).",
     )
     p.add_argument("--dataset", required=True, help="dataset name (camvid, cityscapes, voc, ade20k, folder, synthetic)")
     p.add_argument("--root", default=None, help="dataset folder (not needed for synthetic)")
     p.add_argument("--split", default="train", help="split to analyse (default: train)")
-    p.add_argument("--strides", type=int, nargs="+", default=list(DEFAULT_SIZES), metavar="S",
+    # Defaults (None) are segcore.spectral's DEFAULT_STRIDES / DEFAULT_BLOCKS, read when the command runs
+    # so that --help does not import torch.
+    p.add_argument("--strides", type=int, nargs="+", default=None, metavar="S",
                    help="grid strides (default: 1 2 4 8 16 32)")
-    p.add_argument("--blocks", type=int, nargs="+", default=list(DEFAULT_SIZES), metavar="B",
+    p.add_argument("--blocks", type=int, nargs="+", default=None, metavar="B",
                    help="annotation block sizes (default: 1 2 4 8 16 32)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="analyse only the first N labels")
     p.add_argument("--tolerance", type=float, default=0.01,
@@ -56,22 +58,15 @@ def register(subparsers) -> None:
 
 
 def _dataset_options(items: list[str] | None) -> dict:
-    import yaml
-
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"--dataset-option expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        value = yaml.safe_load(value)
-        out[key.strip()] = tuple(value) if isinstance(value, list) else value
-    return out
+    """``--dataset-option`` items as keyword arguments; lists become tuples (sizes)."""
+    options = parse_key_values(items, "--dataset-option")
+    return {key: tuple(value) if isinstance(value, list) else value for key, value in options.items()}
 
 
 def _check_args(args: argparse.Namespace) -> Path:
     """Option checks that need no data; returns the output folder."""
     for option, sizes in (("--strides", args.strides), ("--blocks", args.blocks)):
-        bad = [s for s in sizes if s < 1]
+        bad = [s for s in sizes or () if s < 1]
         if bad:
             raise ValueError(f"{option}: sizes must be integers >= 1, got {bad[0]}")
     if args.limit is not None and args.limit < 1:
@@ -86,17 +81,6 @@ def _check_args(args: argparse.Namespace) -> Path:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
     return out
-
-
-def _clean(value):
-    """JSON without NaN: NaN / inf become null (e.g. E(s) without DC of a constant map)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
 
 
 CSV_COLUMNS = (
@@ -121,52 +105,48 @@ def write_csv(result, path: Path) -> None:
             writer.writerow({"size": size, **{k: ("" if v is None else v) for k, v in rows[size].items()}})
 
 
-def format_table(result) -> str:
-    """The terminal table: grid quantities per stride, annotation quantities per block size."""
+STRIDE_COLUMNS = {
+    "stride": "stride", "band_energy": "E(s)", "band_energy_no_dc": "E no DC", "oracle_miou_soft": "oracle soft",
+    "oracle_miou_majority": "oracle major", "ce_floor": "CE floor",
+}
+BLOCK_COLUMNS = {
+    "block": "block", "block_oracle_miou_hard": "oracle hard", "block_oracle_miou_soft": "oracle soft",
+    "annotation_units_per_image": "units/img", "annotation_relative_units": "rel. units",
+    "mixed_block_share": "mixed",
+}
 
-    def f(v, spec=".4f"):
-        return "nan" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
-    lines = [
+def render_table(result) -> str:
+    """The terminal report: grid quantities per stride, annotation quantities per block size, the
+    efficient grid and block, and the time taken."""
+    rate = result.num_labels / max(result.elapsed_s, 1e-9)
+    return "\n".join([
         f"{result.dataset} / {result.split}: {result.num_labels} labels, {result.num_classes} classes, "
-        f"ignore {result.ignore_index}, {result.valid_pixels} valid pixels, DC share {f(result.dc_share)}",
+        f"ignore {result.ignore_index}, {result.valid_pixels} valid pixels, DC share {format_cell(result.dc_share)}",
         "",
-        f"{'stride':>6} {'E(s)':>8} {'E no DC':>8} {'oracle soft':>12} {'oracle major':>13} {'CE floor':>9}",
-    ]
-    for r in result.stride_rows():
-        lines.append(
-            f"{r['stride']:>6} {f(r['band_energy']):>8} {f(r['band_energy_no_dc']):>8} "
-            f"{f(r['oracle_miou_soft']):>12} {f(r['oracle_miou_majority']):>13} {f(r['ce_floor']):>9}"
-        )
-    lines += ["", f"{'block':>6} {'oracle hard':>12} {'oracle soft':>12} {'units/img':>10} {'rel. units':>10} {'mixed':>7}"]
-    for r in result.block_rows():
-        lines.append(
-            f"{r['block']:>6} {f(r['block_oracle_miou_hard']):>12} {f(r['block_oracle_miou_soft']):>12} "
-            f"{r['annotation_units_per_image']:>10.0f} {f(r['annotation_relative_units'], '.5f'):>10} "
-            f"{f(r['mixed_block_share'], '.3f'):>7}"
-        )
-    lines += [
+        format_table(STRIDE_COLUMNS.values(), ([row[k] for k in STRIDE_COLUMNS] for row in result.stride_rows())),
+        "",
+        format_table(BLOCK_COLUMNS.values(), ([row[k] for k in BLOCK_COLUMNS] for row in result.block_rows())),
         "",
         f"efficient grid: stride {result.efficient_grid_by_miou} by oracle mIoU (within "
         f"{result.tolerance:.1%} of dense), stride {result.efficient_grid_by_energy} by band energy "
         f"(E(s) >= {result.energy_threshold:g}); efficient block: {result.efficient_block}",
-        f"time: {result.elapsed_s:.1f} s on {result.device} ({result.num_labels / max(result.elapsed_s, 1e-9):.1f} labels/s)",
-    ]
-    return "\n".join(lines)
+        f"time: {result.elapsed_s:.1f} s on {result.device} ({rate:.1f} labels/s)",
+    ])
 
 
 def run(args: argparse.Namespace) -> int:
     out = _check_args(args)
     from segcore.data import build_dataset
-    from segcore.spectral import analyze, plot_spectrum
+    from segcore.spectral import DEFAULT_BLOCKS, DEFAULT_STRIDES, analyze, plot_spectrum
 
     options = _dataset_options(args.dataset_option)
     dataset = build_dataset(args.dataset, args.root, args.split, labels_only=args.labels_only, **options)
     try:
         result = analyze(
             dataset,
-            strides=args.strides,
-            blocks=args.blocks,
+            strides=args.strides or DEFAULT_STRIDES,
+            blocks=args.blocks or DEFAULT_BLOCKS,
             tolerance=args.tolerance,
             energy_threshold=args.energy_threshold,
             limit=args.limit,
@@ -183,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        document = _clean(result.to_dict())
+        document = jsonable(result.to_dict())
         (staging / "spectrum.json").write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
         write_csv(result, staging / "spectrum.csv")
         plot_spectrum(result, staging / "spectrum.png")
@@ -192,6 +172,6 @@ def run(args: argparse.Namespace) -> int:
             (staging / name).replace(out / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    print(format_table(result))
+    print(render_table(result))
     print(f"wrote {', '.join(str(out / n) for n in OUTPUT_FILES)}", file=sys.stderr)
     return 0
