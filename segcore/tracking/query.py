@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from segcore.names import is_full_length
 from segcore.tracking import schema
 from segcore.tracking.store import resolve_tracking_uri, search_all, tag_filter
 
@@ -114,7 +115,7 @@ def _param_kinds() -> dict[str, type]:
             base = type(typing.get_args(base)[0])
         if base in (int, float, bool, str):
             kinds[name] = base
-    # The knobs are typed by contract even if TrialConfig ever loosens them.
+    # The knobs keep these types even if TrialConfig ever loosens them.
     kinds.update(network=str, backbone=str, loss_at=str, truncation=str, block_mode=str,
                  grid_stride=int, block=int, keep=float, lr=float)
     return kinds
@@ -175,7 +176,8 @@ def runs_frame(runs: Iterable[Run]) -> pd.DataFrame:
     if "network" in pframe.columns:
         frame["network"] = frame["network"].fillna(pframe.pop("network"))
     for name in pframe.columns:
-        # A metric never shares a param's name (contract 3); should one, the metric keeps it.
+        # A metric never shares a param's name (the recorder keeps them apart); should one, the
+        # metric keeps it.
         column = f"param.{name}" if name in frame.columns else name
         frame[column] = _cast_param(pframe[name].astype(object), kinds.get(name))
     return _finish_frame(frame)
@@ -193,15 +195,15 @@ def _finish_frame(frame: pd.DataFrame) -> pd.DataFrame:
     for knob in schema.KNOB_PARAMS:
         if knob not in frame.columns:
             frame[knob] = pd.Series(pd.NA, index=frame.index, dtype=_KNOB_DTYPES.get(knob, "string"))
-    # Full length: ran every configured epoch. Belt and braces for schedulers that report an
-    # early-stopped trial as complete (DESIGN.md §4: only full-fidelity trials enter a front).
-    if "epochs" in frame.columns:
-        planned = pd.to_numeric(frame["epochs"], errors="coerce")
-        done = frame[schema.METRIC_EPOCH]
-        full = (frame["status"] == schema.STATUS_COMPLETED) & ~(planned.notna() & done.notna() & (done < planned))
-    else:
-        full = frame["status"] == schema.STATUS_COMPLETED
-    frame["full_length"] = full.fillna(False).astype(bool)
+    # Full length: completed and ran every configured epoch (segcore.names.is_full_length), for
+    # schedulers that report an early-stopped trial as complete. A trial that logged no epoch, or
+    # whose schedule is not recorded, counts as its status says.
+    planned = pd.to_numeric(frame["epochs"], errors="coerce") if "epochs" in frame.columns else None
+    frame["full_length"] = [
+        status == schema.STATUS_COMPLETED and _ran_every_epoch(epoch, None if planned is None else planned.iloc[i])
+        for i, (status, epoch) in enumerate(zip(frame["status"], frame[schema.METRIC_EPOCH]))
+    ]
+    frame["full_length"] = frame["full_length"].astype(bool)
     for col in ("start_time", "end_time"):
         frame[col] = pd.to_datetime(pd.to_numeric(frame.get(col), errors="coerce"), unit="ms", utc=True)
     frame["duration_s"] = (frame["end_time"] - frame["start_time"]).dt.total_seconds()
@@ -213,6 +215,13 @@ def _finish_frame(frame: pd.DataFrame) -> pd.DataFrame:
 _KNOB_DTYPES = {"grid_stride": "Int64", "block": "Int64", "keep": "float64"}
 
 
+def _ran_every_epoch(epoch: Any, planned: Any) -> bool:
+    """False only when both the last epoch and the planned epochs are known and fall short."""
+    if pd.isna(epoch) or planned is None or pd.isna(planned):
+        return True
+    return is_full_length(float(epoch), int(planned))
+
+
 def load_trials(
     experiment: str,
     tracking_uri: str | None = None,
@@ -220,7 +229,7 @@ def load_trials(
     *,
     sweep: str | None = None,
 ) -> pd.DataFrame:
-    """One typed row per trial of an experiment (contract 4).
+    """One typed row per trial of an experiment (docs/design.md, Contracts).
 
     Args:
         experiment: MLflow experiment name (or id).
@@ -284,7 +293,7 @@ def load_spectrum(
     """The ``spectrum.json`` logged on the sweep's parent run (the newest sweep unless named).
 
     Returns:
-        The spectral analysis (issue 2's ``spectrum.json`` keys), or ``None`` when the sweep ran
+        The spectral analysis (the keys of ``segcore spectrum``'s ``spectrum.json``), or ``None`` when the sweep ran
         without one.
     """
     text = _parent_artifact(experiment, tracking_uri, sweep, schema.ARTIFACT_SPECTRUM_JSON)

@@ -45,6 +45,7 @@ from segcore.tracking.store import (
     RunStore,
     configure_http_retries,
     error_kind,
+    quote,
     resolve_tracking_uri,
 )
 
@@ -219,6 +220,10 @@ class SweepRecorder:
             raise ValueError("experiment: must be a non-empty MLflow experiment name")
         if not sweep_name:
             raise ValueError("sweep_name: must be a non-empty name")
+        try:
+            quote(sweep_name)
+        except ValueError as exc:
+            raise ValueError(f"sweep_name: {exc}") from None
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.experiment = experiment
         self.sweep_name = sweep_name

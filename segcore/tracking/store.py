@@ -6,8 +6,9 @@ One owner each for:
   ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``; relative SQLite paths made absolute;
   ``file://`` stores refused (MLflow 3.17 needs ``MLFLOW_ALLOW_FILE_STORE=true`` for them and
   they are not safe for concurrent writers);
-* **filter strings and paging** (:func:`quote`, :func:`search_all`): every value put in an
-  MLflow filter string is quoted here, and every ``search_*`` call is read page by page here;
+* **filter strings and paging** (:func:`quote`, :func:`tag_filter`, :func:`search_all`): every
+  value put in an MLflow filter string is quoted here, and every ``search_*`` call is read page
+  by page here;
 * **finding or creating** the experiment, the sweep's parent run and a trial's child run
   (:class:`RunStore`), identified by tags so that a restarted driver, a retried trial or a second
   process finds the runs that exist; duplicates a concurrent writer created are deleted, keeping
@@ -110,8 +111,21 @@ def sqlite_path(uri: str) -> Path | None:
 
 
 def quote(value: Any) -> str:
-    """``value`` as a quoted string literal of an MLflow filter string (``'`` and ``\\`` escaped)."""
-    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """``value`` as a string literal of an MLflow filter string.
+
+    MLflow's filter parser takes the text between the quotes as it is (no escape sequences:
+    ``'it\\'s'`` would match the text ``it\\'s``), so a value holding ``'`` is put in double
+    quotes and any other in single quotes.
+
+    Raises:
+        ValueError: the value holds both ``'`` and ``"``, which no MLflow filter can match.
+    """
+    text = str(value)
+    if "'" not in text:
+        return f"'{text}'"
+    if '"' not in text:
+        return f'"{text}"'
+    raise ValueError(f"{text!r}: an MLflow filter cannot match a value holding both ' and \"")
 
 
 def tag_filter(tags: dict[str, str]) -> str:
