@@ -153,10 +153,13 @@ def main(args: argparse.Namespace) -> int:
     for _, row in failed.iterrows():
         print(f"failed: trial {row['trial_id']} ({row['network']}): {row['error']}")
 
+    from segcore.tracking.links import browse_command, experiment_runs_url
+
     here = Path.cwd().resolve() == out
-    browse = "mlflow ui --backend-store-uri sqlite:///mlflow.db"
+    browse = browse_command("sqlite:///mlflow.db")
     print(f"\ndone in {time.monotonic() - t0:.0f} s: {len(done)} completed trial(s) recorded in MLflow "
           f"(experiment {spec.experiment_name!r}, sweep {spec.name!r}). Browse them with:")
     print(f"  {browse}" if here else f"  cd {shlex.quote(str(out))} && {browse}")
-    print("then open http://127.0.0.1:5000 (compare the child runs of the sweep's parent run).")
+    link = experiment_runs_url(spec.tracking_uri, spec.experiment_name)
+    print(f"then open {link} (compare the child runs of the sweep's parent run).")
     return 0 if not done.empty else 1

@@ -105,6 +105,11 @@ def main(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     outcome = run_sweep(spec, address=args.address, resume=args.resume, progress=not args.quiet)
     print_outcome(outcome)
+    from segcore.tracking.links import browse_command, experiment_runs_url
+
     print(f"\nsweep {spec.name!r} done in {time.monotonic() - t0:.0f} s; browse it with:")
-    print(f"  mlflow ui --backend-store-uri {spec.tracking_uri}")
+    command = browse_command(spec.tracking_uri)
+    if command:
+        print(f"  {command}")
+    print(f"  then open {experiment_runs_url(spec.tracking_uri, spec.experiment_name)}")
     return 0
