@@ -1,19 +1,24 @@
 """Build small MLflow stores for the analysis tests, written by :class:`segcore.tracking.SweepRecorder`.
 
-Contract 3 (COMMON.md): a parent run tagged ``segcore.role=sweep`` (with
-``spectrum/spectrum.json``), one child run per trial nested through ``mlflow.parentRunId``, tagged
-``segcore.role=trial``, ``segcore.status``, ``segcore.network``, ``segcore.node``; every knob and
-config field as a string param; metrics per epoch (step = epoch), final values under the same keys.
+The layout (docs/design.md, Contracts; :mod:`segcore.tracking.schema`): a parent run tagged
+``segcore.role=sweep`` (with ``spectrum/spectrum.json``), one child run per trial nested through
+``mlflow.parentRunId``, tagged ``segcore.role=trial``, ``segcore.status``, ``segcore.network``,
+``segcore.node``; every knob and config field as a string param; metrics per epoch (step =
+epoch), final values under the same keys.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from segcore.tracking import schema
+from segcore.tracking import SweepRecorder, schema
+
+# No internet here: MLflow's usage telemetry (checked at each call) would only wait on connections.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 SPECTRUM = {
     "dataset": "synthetic", "split": "train", "num_labels": 8, "num_classes": 4, "ignore_index": 255,
@@ -47,11 +52,9 @@ def trial(trial_id: str, network: str, grid_stride: int, miou: float | None, gfl
 def write_sweep(tracking_uri: str, experiment: str, trials: list[dict[str, Any]], *,
                 sweep: str = "sweep-1", spectrum: dict | None = SPECTRUM,
                 objectives: dict[str, str] | None = None) -> str:
-    """Record one sweep through the tracking room's :class:`SweepRecorder` (the writer of
-    contract 3), so the reader is tested against what a real sweep writes. Returns the parent run id.
+    """Record one sweep through :class:`SweepRecorder`, so the reader is tested against what a
+    real sweep writes. Returns the parent run id.
     """
-    from segcore.tracking import SweepRecorder
-
     recorder = SweepRecorder(tracking_uri, experiment, sweep)
     spec = {"name": sweep, "experiment": experiment, "num_samples": len(trials),
             "objectives": objectives or {"miou": "max", "gflops": "min"}}

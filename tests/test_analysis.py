@@ -1,5 +1,5 @@
 """The trade-off fit: known parameters recovered, model choice by cross-validation, cost model,
-recommendations, the report files. No MLflow here (see test_query.py for the store side)."""
+recommendations, the report files. No MLflow here (see test_tracking_query.py for the store side)."""
 
 from __future__ import annotations
 

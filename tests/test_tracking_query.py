@@ -1,4 +1,4 @@
-"""Reading a sweep back from MLflow (SQLite store written in contract 3's layout)."""
+"""Reading a sweep back from MLflow (segcore.tracking.query) out of stores SweepRecorder wrote."""
 
 from __future__ import annotations
 
@@ -9,15 +9,13 @@ from _sweep_store import SPECTRUM, artifact_text, sqlite_uri, trial, write_sweep
 from segcore.analysis import load_spectrum, load_trials
 from segcore.tracking import query, schema
 
-pytest.importorskip("mlflow")
-
 TRIALS = [
     trial("t1", "deeplabv3plus", 2, 0.60, 10.0, node="10.0.0.1"),
     trial("t2", "deeplabv3plus", 8, 0.50, 9.0, keep=0.5, node="10.0.0.2"),
     trial("t3", "dan", 4, 0.55, 6.0, block=4),
     trial("t4", "dan", 8, 0.30, 5.0, status=schema.STATUS_EARLY_STOPPED, epochs_run=1),
     trial("t5", "unet", 4, None, 3.0, status=schema.STATUS_FAILED),
-    # Tagged completed but stopped after 1 of 2 epochs (ASHA + multi-objective Optuna, DESIGN.md §4)
+    # Tagged completed but stopped after 1 of 2 epochs (ASHA with multi-objective Optuna does this)
     trial("t6", "unet", 16, 0.20, 2.0, epochs_run=1),
 ]
 
@@ -94,3 +92,25 @@ def test_log_report_artifacts(store, tmp_path):
     run_id = query.log_report_artifacts("camvid", tmp_path, store["uri"])
     assert run_id == store["parent"]
     assert artifact_text(store["uri"], run_id, "report/report.html") == "<html>ok</html>"
+
+
+def test_names_with_quotes_are_escaped_in_filters(tmp_path, monkeypatch):
+    # A quote in a sweep or experiment name must neither break MLflow's filter parser nor match
+    # another sweep: the one quoting rule (segcore.tracking.store.quote) escapes it.
+    monkeypatch.chdir(tmp_path)
+    uri = sqlite_uri(tmp_path)
+    experiment, sweep = "o'neil's lab", "it's a 'sweep'"
+    parent = write_sweep(uri, experiment, [trial("q1", "dan", 4, 0.4, 1.0)], sweep=sweep)
+    write_sweep(uri, experiment, [trial("q2", "unet", 2, 0.3, 2.0)], sweep="its a sweep")
+    df = load_trials(experiment, uri, sweep=sweep)
+    assert df["trial_id"].tolist() == ["q1"] and df["sweep"].tolist() == [sweep]
+    assert df["parent_run_id"].tolist() == [parent]
+    assert load_spectrum(experiment, uri, sweep=sweep) == SPECTRUM
+    assert query.load_sweep_spec(experiment, uri, sweep=sweep)["name"] == sweep
+    assert sorted(load_trials(experiment, uri)["trial_id"]) == ["q1", "q2"]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment_id = query.find_experiment(client, experiment).experiment_id
+    assert [r.info.run_id for r in query.find_sweep_runs(client, experiment_id, sweep)] == [parent]
+    assert len(query.trial_runs(client, experiment_id, sweep)) == 1

@@ -3,34 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import shutil
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-# No internet here: MLflow's usage telemetry would only wait on connections.
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-
-pytest.importorskip("mlflow")
-
-from mlflow import MlflowClient  # noqa: E402
-from mlflow.exceptions import MlflowException  # noqa: E402
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE  # noqa: E402
-
-from segcore.tracking import schema  # noqa: E402
-from segcore.tracking import (  # noqa: E402
-    SweepRecorder,
-    flatten_config,
-    png_bytes,
-    resolve_tracking_uri,
-    trial_artifacts,
-)
+import _sweep_store
+from segcore.tracking import SweepRecorder, flatten_config, png_bytes, schema, trial_artifacts
 
 SPEC = {"name": "unit", "dataset": {"name": "synthetic", "size": 32},
         "search": {"algorithm": "grid"}, "networks": ["unet_tiny", "dan_tiny"]}
@@ -47,18 +31,9 @@ CONFIG = {"network": "unet_tiny", "grid_stride": 4, "keep": 0.5, "block": 2, "lr
           "epochs": 3, "model_options": {"width": 8}, "crop": [32, 32]}
 
 
-@pytest.fixture(scope="session")
-def _template_db(tmp_path_factory) -> Path:
-    # Creating MLflow's schema costs seconds on 2 cores; copy one migrated database per test.
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
-
-
 @pytest.fixture
-def sqlite_uri(tmp_path, _template_db) -> str:
-    shutil.copy(_template_db, tmp_path / "mlflow.db")
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+def sqlite_uri(tmp_path) -> str:
+    return _sweep_store.sqlite_uri(tmp_path)
 
 
 def _epoch_metrics(epoch: int) -> dict:
@@ -77,23 +52,6 @@ def _children(client: MlflowClient, experiment: str, sweep: str):
 
 def _steps(client: MlflowClient, run_id: str, key: str) -> list[int]:
     return sorted(m.step for m in client.get_metric_history(run_id, key))
-
-
-def test_schema_import_does_not_import_mlflow():
-    code = ("import sys, segcore.tracking, segcore.tracking.schema; "
-            "assert 'mlflow' not in sys.modules, 'mlflow imported'")
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_tracking_uri_default_and_file_store_refused(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert resolve_tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
-    assert resolve_tracking_uri("sqlite:///sub/x.db") == f"sqlite:///{tmp_path / 'sub' / 'x.db'}"
-    assert resolve_tracking_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
-    for bad in ("file:///tmp/mlruns", "mlruns", "/tmp/mlruns"):
-        with pytest.raises(ValueError, match="file store.*sqlite:///mlflow.db"):
-            SweepRecorder(bad, "e", "s")
 
 
 def test_flatten_config_and_png():
@@ -320,19 +278,3 @@ def test_permanent_error_is_reported_not_raised(sqlite_uri, monkeypatch):
     with pytest.raises(ValueError, match="status"):
         rec.finish_trial("t", "done")
     rec.close()
-
-
-def test_new_sqlite_store_copied_from_cached_empty_store(tmp_path, monkeypatch):
-    import mlflow
-
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-    for name in ("a", "b"):  # the first builds the cached empty store, the second copies it
-        rec = SweepRecorder(f"sqlite:///{name}/mlflow.db", "unit", "sweep-n")
-        assert rec.start_sweep(SPEC) and rec.flush(30) and rec.errors == []
-        client = MlflowClient(f"sqlite:///{tmp_path / name / 'mlflow.db'}")
-        assert client.get_experiment("0").artifact_location == str(tmp_path / "mlruns" / "0")
-        assert len(client.search_runs([client.get_experiment_by_name("unit").experiment_id])) == 1
-        rec.close()
-    assert (tmp_path / "cache" / "segcore" / f"mlflow-{mlflow.__version__}-empty.db").is_file()
-    assert not list((tmp_path / "b").glob(".*tmp"))

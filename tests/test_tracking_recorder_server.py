@@ -4,22 +4,18 @@ loopback: concurrent writers, a server outage mid-stream, sixteen concurrent tri
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from mlflow import MlflowClient
 
-pytest.importorskip("mlflow")
+import _sweep_store  # noqa: F401  (no MLflow telemetry in tests)
+from segcore.tracking import SweepRecorder, schema, trial_artifacts
+
 pytest.importorskip("psycopg2")
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-
-from mlflow import MlflowClient  # noqa: E402
-
-from segcore.tracking import schema  # noqa: E402
-from segcore.tracking import SweepRecorder, trial_artifacts  # noqa: E402
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
