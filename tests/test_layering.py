@@ -5,7 +5,8 @@
 * Statically: every ``import`` statement under ``segcore/`` — top-level or inside a function —
   is parsed, so a lazy import that would only run on some code path is caught too. No room below
   ``tune`` names ``segcore.tune``, ``segcore.cli``, ``segcore.tracking`` or ``segcore.analysis``;
-  no module outside ``segcore/tracking/`` imports ``mlflow``; no room below ``tune`` imports ``ray``.
+  no module outside ``segcore/tracking/`` imports ``mlflow``; no room below ``tune`` imports ``ray``;
+  and every room imports only rooms of a lower tier of the design's arrows (``TIERS``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,17 @@ LOW_ROOMS = ("names", "formatting", "config", "labels", "metrics", "spectral", "
 #: Rooms above ``train``: only they may use the sweep service and its record.
 UPPER_ROOMS = ("tune", "cli", "tracking", "analysis")
 HEAVY = ("ray", "mlflow")
+#: The arrows of docs/design.md as tiers: a room imports only rooms of a lower tier (and itself).
+TIERS = {
+    "": 0, "names": 0, "formatting": 0,           # segcore/__init__.py and the shared names
+    "config": 1, "labels": 1, "metrics": 1,
+    "spectral": 2, "data": 2, "models": 2, "cost": 2,
+    "train": 3,
+    "tracking": 4,
+    "tune": 5, "analysis": 5,
+    "cli": 6,
+    "__main__": 7,
+}
 
 
 def _module_name(path: Path) -> str:
@@ -109,6 +121,20 @@ def test_low_rooms_never_name_an_upper_room_or_ray_or_mlflow():
             top = name.split(".")[0]
             if target in UPPER_ROOMS or top in HEAVY:
                 offences.append(f"{path.relative_to(REPO)}:{line} imports {name}")
+    assert not offences, "imports against the dependency direction:\n" + "\n".join(offences)
+
+
+def test_every_room_imports_only_rooms_below_it():
+    unknown = sorted({room_of(_module_name(path)) for path in _sources()} - set(TIERS))
+    assert not unknown, f"rooms without a tier (add them to TIERS and to docs/design.md): {unknown}"
+    offences = []
+    for path in _sources():
+        own = room_of(_module_name(path))
+        for line, name in imports_of(path):
+            target = room_of(name)
+            # `segcore` itself holds only the version: any room may name it.
+            if target not in (None, "", own) and TIERS.get(target, 99) >= TIERS[own]:
+                offences.append(f"{path.relative_to(REPO)}:{line} ({own}) imports {name} ({target})")
     assert not offences, "imports against the dependency direction:\n" + "\n".join(offences)
 
 
