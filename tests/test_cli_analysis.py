@@ -87,6 +87,9 @@ def test_bad_input(store, capsys):
     assert "unknown objective 'lat'" in err and "gflops" in err and "grid_stride" in err
     assert main(["pareto", "camvid", "--tracking-uri", store["uri"], "--objective", "miou:up"]) == 2
     assert "direction 'up'" in capsys.readouterr().err
+    for bad in ("miou", "miou=high", "=3"):
+        assert main(["pareto", "camvid", "--tracking-uri", store["uri"], "--reference", bad]) == 2
+        assert f"--reference {bad!r}: expected COLUMN=NUMBER" in capsys.readouterr().err
 
 
 def test_report_writes_files_and_logs_them(store, capsys, tmp_path):

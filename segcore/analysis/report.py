@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from segcore.analysis.pareto import hypervolume, parse_objectives, pareto_front, reference_point
-from segcore.analysis.tradeoff import TradeoffModel, _jsonable, fit_tradeoff
+from segcore.analysis.tradeoff import TradeoffModel, fit_tradeoff
+from segcore.formatting import jsonable
 
-__all__ = ["FRONT_COLUMNS", "Report", "build_report", "format_table", "report_experiment", "sweep_objectives",
-           "write_report"]
+__all__ = ["FRONT_COLUMNS", "Report", "build_report", "report_experiment", "sweep_objectives", "write_report"]
 
 FRONT_COLUMNS = ("network", "grid_stride", "keep", "block", "block_mode", "trial_id", "node")
 
@@ -61,7 +60,7 @@ class Report:
         return _front_columns(self.fronts if per_network else self.front, self.objectives)
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable({
+        return jsonable({
             "experiment": self.experiment,
             "objectives": self.objectives,
             "n_trials": int(len(self.trials)),
@@ -84,7 +83,8 @@ def _front_columns(front: pd.DataFrame, objectives: Mapping[str, str]) -> pd.Dat
 
 
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{k: (None if _isna(v) else (v.item() if isinstance(v, np.generic) else v)) for k, v in row.items()}
+    """The rows as dicts, missing values (NaN, None, pd.NA, NaT) as None; :func:`jsonable` does the rest."""
+    return [{k: (None if _isna(v) else v) for k, v in row.items()}
             for row in df.astype(object).to_dict(orient="records")]
 
 
@@ -121,13 +121,6 @@ def build_report(
     model = fit_tradeoff(trials, dict(spectrum) if spectrum else None, tolerance=tolerance)
     return Report(experiment, objectives, trials, front, fronts, ref, hv, model,
                   dict(spectrum) if spectrum else None)
-
-
-def format_table(df: pd.DataFrame, digits: int = 4) -> str:
-    """A DataFrame as an aligned terminal table (no index, floats to ``digits`` significant)."""
-    if df.empty:
-        return "(none)"
-    return df.to_string(index=False, float_format=lambda v: f"{v:.{digits}g}", na_rep="-")
 
 
 def write_report(report: Report, out_dir: str | os.PathLike) -> dict[str, Path]:

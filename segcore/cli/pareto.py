@@ -38,23 +38,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _reference(items: list[str] | None) -> dict[str, float] | None:
+    """``["miou=0", "gflops=1e3"]`` -> ``{"miou": 0.0, "gflops": 1000.0}``; None without items."""
+    from segcore.formatting import parse_key_values
+
     if not items:
         return None
     out = {}
     for item in items:
-        name, sep, value = item.partition("=")
         try:
-            out[name] = float(value)
-        except ValueError:
+            ((name, value),) = parse_key_values([item], "--reference").items()
+            if isinstance(value, bool):
+                raise ValueError(value)
+            out[name] = float(value)  # YAML reads 1e3 as text: float() takes it
+        except (ValueError, TypeError):
             raise ValueError(f"--reference {item!r}: expected COLUMN=NUMBER") from None
-        if not sep or not name:
-            raise ValueError(f"--reference {item!r}: expected COLUMN=NUMBER")
     return out
 
 
 def run(args: argparse.Namespace) -> int:
     from segcore.analysis import hypervolume, load_trials, pareto_front, parse_objectives, reference_point
-    from segcore.analysis.report import FRONT_COLUMNS, format_table, sweep_objectives
+    from segcore.analysis.report import FRONT_COLUMNS, sweep_objectives
+    from segcore.cli._tables import frame_table
 
     objectives = parse_objectives(args.objective) if args.objective else None
     reference = _reference(args.reference)
@@ -74,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     cols = ([args.by] if args.by else []) + cols + [c for c in objectives if c not in cols]
     print(f"\nPareto front ({', '.join(f'{k} {v}' for k, v in objectives.items())}"
           f"{', per ' + args.by if args.by else ''}): {len(front)} of {len(full)} trials")
-    print(format_table(front[cols]))
+    print(frame_table(front, cols))
     ref = reference or reference_point(full, objectives)
     print(f"\nhypervolume (reference {', '.join(f'{k}={v:.4g}' for k, v in ref.items())}):")
     hv_all = hypervolume(full, objectives, ref)

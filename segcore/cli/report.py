@@ -28,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from segcore.analysis import parse_objectives
-    from segcore.analysis.report import format_table, report_experiment
+    from segcore.analysis.report import report_experiment
+    from segcore.cli._tables import frame_table
 
     objectives = parse_objectives(args.objective) if args.objective else None
     print(f"reading {args.experiment} ...", flush=True)
@@ -38,15 +39,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(report.trials)} full-length trials, networks: "
           f"{', '.join(sorted(report.trials['network'].astype(str).unique()))}")
     print("\nPareto front per network:")
-    print(format_table(report.front_table(per_network=True)))
+    print(frame_table(report.front_table(per_network=True)))
     print("\nhypervolume: " + ", ".join(f"{k} {v:.6g}" for k, v in report.hypervolume.items()))
     print("\ntrade-off fit (accuracy model chosen by leave-one-out RMSE):")
-    print(format_table(report.model.summary()))
+    print(frame_table(report.model.summary()))
     spectral = report.model.spectral_efficient_grid
     print(f"\nrecommended configurations (spectral efficient grid of the native labels: by oracle "
           f"mIoU {spectral.get('by_miou', '-')}, by band energy {spectral.get('by_energy', '-')}; "
           "below in the trials' grid strides):")
-    print(format_table(report.model.recommendations()))
+    print(frame_table(report.model.recommendations()))
     print(f"\nreport: {files['html']}")
     if run_id:
         print(f"logged under report/ of parent run {run_id}")

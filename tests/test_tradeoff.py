@@ -1,10 +1,8 @@
-"""The trade-off fit: known parameters recovered, model choice by cross-validation, cost model,
-recommendations, the report files. No MLflow here (see test_tracking_query.py for the store side)."""
+"""The trade-off fit (segcore.analysis.tradeoff, .fitting): known parameters recovered, the model
+chosen by cross-validation, the cost model, what is left out of a fit, and bad input."""
 
 from __future__ import annotations
 
-import base64
-import json
 import math
 
 import numpy as np
@@ -12,39 +10,15 @@ import pandas as pd
 import pytest
 
 from _sweep_store import SPECTRUM
+from _tradeoff_tables import calibrated_table, saturating_table
 from segcore.analysis import fit_tradeoff
-from segcore.analysis.tradeoff import CALIBRATED_ORACLE, SATURATING, oracle_curves
-
-STRIDES = [1, 2, 4, 8, 16, 32]
-
-
-def _calibrated_table(params: dict[str, tuple[float, float]], noise: float = 0.002, seed: int = 0):
-    """Networks whose accuracy is c * oracle(s / keep) ** g, with GFLOPs = 5 + 40 (keep / s)^2."""
-    curves = oracle_curves(SPECTRUM)
-    rng = np.random.default_rng(seed)
-    rows = []
-    for net, (c, g) in params.items():
-        for s in STRIDES:
-            for keep in (1.0, 0.5):
-                rows.append({"trial_id": f"{net}-{s}-{keep}", "network": net, "grid_stride": s,
-                             "keep": keep, "block": 1, "block_mode": "hard",
-                             "miou": c * curves.at_stride(s / keep)[()] ** g + rng.normal(0, noise),
-                             "gflops": 5.0 + 40.0 * (keep / s) ** 2,
-                             "status": "completed", "full_length": True})
-    return pd.DataFrame(rows)
-
-
-def _saturating_table(m=0.7, s0=6.0, p=2.5, noise=0.002, seed=1):
-    rng = np.random.default_rng(seed)
-    strides = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32]
-    return pd.DataFrame({"network": "unet", "grid_stride": strides, "keep": 1.0, "block": 1,
-                         "miou": [m / (1 + (s / s0) ** p) + rng.normal(0, noise) for s in strides],
-                         "gflops": [4.0 + 1.0 / s ** 2 for s in strides]})
+from segcore.analysis.curves import oracle_curves
+from segcore.analysis.fitting import CALIBRATED_ORACLE, SATURATING
 
 
 def test_calibrated_oracle_parameters_recovered():
     truth = {"deeplabv3plus": (0.62, 2.0), "dan": (0.45, 0.7)}
-    model = fit_tradeoff(_calibrated_table(truth), SPECTRUM)
+    model = fit_tradeoff(calibrated_table(truth), SPECTRUM)
     for net, (c, g) in truth.items():
         fit = model.networks[net]
         assert fit.accuracy.kind == CALIBRATED_ORACLE  # chosen by leave-one-out error
@@ -62,7 +36,7 @@ def test_calibrated_oracle_parameters_recovered():
 
 
 def test_saturating_parameters_recovered_and_chosen_over_oracle():
-    df = _saturating_table()
+    df = saturating_table()
     alone = fit_tradeoff(df)  # no spectrum: only the free curve
     assert alone.networks["unet"].accuracy.kind == SATURATING
     params = alone.networks["unet"].accuracy.params
@@ -108,31 +82,8 @@ def test_block_knob_uses_block_oracle(tmp_path):
     assert table.loc[0, "efficient_block_spectral"] == SPECTRUM["efficient_block"]
 
 
-def test_recommendations_and_efficient_grid():
-    # Flat to stride 4, then falling: measured efficient grid 4 at a 1% tolerance.
-    rows = [(1, 0.600, 10.0), (2, 0.598, 6.0), (4, 0.597, 5.0), (8, 0.55, 4.8), (16, 0.40, 4.7)]
-    df = pd.DataFrame([{"network": "dl", "grid_stride": s, "keep": 1.0, "block": 1, "miou": y,
-                        "gflops": g, "trial_id": f"s{s}"} for s, y, g in rows])
-    model = fit_tradeoff(df, SPECTRUM, tolerance=0.01)
-    rec = model.networks["dl"].recommended
-    assert rec["efficient_grid_measured"] == 4
-    assert rec["cheapest_within_tolerance"]["trial_id"] == "s4"
-    assert rec["best"]["trial_id"] == "s1"
-    # Kneedle on the front (all five points): s4 lies farthest above the chord.
-    assert rec["knee"]["trial_id"] == "s4"
-    # A convex front (every point below its chord) has no knee: the cheapest within tolerance.
-    convex = df.assign(miou=[0.60, 0.40, 0.30, 0.25, 0.22], gflops=[10.0, 8.0, 6.0, 4.0, 2.0])
-    convex_rec = fit_tradeoff(convex, SPECTRUM).networks["dl"].recommended
-    assert convex_rec["knee"]["trial_id"] == convex_rec["cheapest_within_tolerance"]["trial_id"] == "s1"
-    table = model.recommendations()
-    # The spectral grid under the same 1% criterion: the oracle loses 2% at stride 2, so 1.
-    assert table.loc[0, "efficient_grid_spectral"] == 1.0
-    assert table.loc[0, "efficient_grid_spectral_energy"] == SPECTRUM["efficient_grid"]["by_energy"]
-    assert 1 <= table.loc[0, "efficient_grid_fitted"] <= 16
-
-
 def test_partial_failed_and_nan_trials_are_not_fitted():
-    df = _calibrated_table({"dl": (0.6, 1.5)})
+    df = calibrated_table({"dl": (0.6, 1.5)})
     clean = fit_tradeoff(df, SPECTRUM).networks["dl"].accuracy.params
     noisy = pd.concat([df, pd.DataFrame([
         {"network": "dl", "grid_stride": 2, "keep": 1.0, "block": 1, "miou": 0.01, "gflops": 1.0,
@@ -157,7 +108,7 @@ def test_few_points_fall_back_without_cross_validation():
 
 
 def test_bad_input():
-    df = _saturating_table()
+    df = saturating_table()
     model = fit_tradeoff(df)
     with pytest.raises(KeyError, match="network 'dan' was not fitted; fitted networks: unet"):
         model.predict("dan", 4)
@@ -169,26 +120,6 @@ def test_bad_input():
         fit_tradeoff(df.assign(miou=math.nan))
     with pytest.raises(ValueError, match="spectrum: missing key 'oracle_miou'"):
         fit_tradeoff(df, {"strides": [1, 2]})
-
-
-def test_report_files(tmp_path):
-    from segcore.analysis.report import build_report, write_report
-
-    df = _calibrated_table({"deeplabv3plus": (0.62, 2.0), "dan": (0.45, 0.7)})
-    report = build_report(df, SPECTRUM, experiment="synthetic-sweep")
-    files = write_report(report, tmp_path)
-    for name in ("json", "csv", "front", "accuracy_vs_stride", "measured_vs_predicted", "html"):
-        assert files[name].is_file() and files[name].stat().st_size > 0
-    data = json.loads(files["json"].read_text())
-    assert data["networks"] == ["dan", "deeplabv3plus"]
-    assert data["hypervolume"]["all"] >= max(data["hypervolume"]["dan"], data["hypervolume"]["deeplabv3plus"])
-    assert data["tradeoff"]["networks"]["dan"]["accuracy"]["kind"] == CALIBRATED_ORACLE
-    assert {r["network"] for r in data["recommendations"]} == {"dan", "deeplabv3plus"}
-    html = files["html"].read_text()
-    # Self-contained: the PNGs are embedded, nothing is fetched.
-    assert html.count("data:image/png;base64,") == 3 and "src=\"http" not in html
-    png = html.split("data:image/png;base64,")[1].split('"')[0]
-    assert base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_image_scale_reads_the_oracle_at_native_strides():
@@ -207,28 +138,3 @@ def test_image_scale_reads_the_oracle_at_native_strides():
     # The spectral efficient grid (native 2 by mIoU, 4 by energy) is stride 1 and 2 at scale 0.5.
     row = model.recommendations().iloc[0]
     assert (row["efficient_grid_spectral"], row["efficient_grid_spectral_energy"]) == (1.0, 2.0)
-
-
-def test_spectral_efficient_grid_at_the_trials_resolution():
-    """At scale 0.25 the trials' dense grid is native stride 4 (oracle 0.95): within 10% of it
-    stay native 8 (0.88) and 16 (0.74 / 0.95 = 0.78 does not), so stride 2 in trial pixels."""
-    rows = [{"network": "dl", "grid_stride": s, "keep": 1.0, "block": 1, "image_scale": 0.25,
-             "miou": 0.5 - 0.01 * s, "gflops": 1.0} for s in (1, 2, 4)]
-    model = fit_tradeoff(pd.DataFrame(rows), SPECTRUM, tolerance=0.1)
-    spectral = model.spectral_in_trial_units("dl")
-    assert spectral["grid_by_miou"] == 2.0
-    assert spectral["grid_by_energy"] == 1.0 and spectral["block"] == 0.5
-    # At scale 1 and the spectrum's tolerance it is the spectrum's own efficient grid.
-    same = fit_tradeoff(pd.DataFrame(rows).assign(image_scale=1.0), SPECTRUM, tolerance=0.02)
-    assert same.spectral_in_trial_units("dl")["grid_by_miou"] == SPECTRUM["efficient_grid"]["by_miou"]
-
-
-def test_import_stays_light():
-    """segcore.analysis reaches MLflow only through tracking.query, when trials are loaded."""
-    import subprocess
-    import sys
-
-    code = ("import sys, segcore.analysis, segcore.cli; segcore.cli.build_parser(); "
-            "print(sorted(m for m in ('mlflow', 'ray', 'matplotlib', 'torch') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "mlflow" not in out.stdout and "matplotlib" not in out.stdout and "ray" not in out.stdout

@@ -1,0 +1,41 @@
+"""The sweep report (segcore.analysis.report): the files it writes, and a light import."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from _sweep_store import SPECTRUM
+from _tradeoff_tables import calibrated_table
+from segcore.analysis.fitting import CALIBRATED_ORACLE
+
+
+def test_report_files(tmp_path):
+    from segcore.analysis.report import build_report, write_report
+
+    df = calibrated_table({"deeplabv3plus": (0.62, 2.0), "dan": (0.45, 0.7)})
+    report = build_report(df, SPECTRUM, experiment="synthetic-sweep")
+    files = write_report(report, tmp_path)
+    for name in ("json", "csv", "front", "accuracy_vs_stride", "measured_vs_predicted", "html"):
+        assert files[name].is_file() and files[name].stat().st_size > 0
+    data = json.loads(files["json"].read_text())
+    assert data["networks"] == ["dan", "deeplabv3plus"]
+    assert data["hypervolume"]["all"] >= max(data["hypervolume"]["dan"], data["hypervolume"]["deeplabv3plus"])
+    assert data["tradeoff"]["networks"]["dan"]["accuracy"]["kind"] == CALIBRATED_ORACLE
+    assert {r["network"] for r in data["recommendations"]} == {"dan", "deeplabv3plus"}
+    html = files["html"].read_text()
+    # Self-contained: the PNGs are embedded, nothing is fetched.
+    assert html.count("data:image/png;base64,") == 3 and "src=\"http" not in html
+    png = html.split("data:image/png;base64,")[1].split('"')[0]
+    assert base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_import_stays_light():
+    """segcore.analysis reaches MLflow only through tracking.query, when trials are loaded."""
+    import subprocess
+    import sys
+
+    code = ("import sys, segcore.analysis, segcore.cli; segcore.cli.build_parser(); "
+            "print(sorted(m for m in ('mlflow', 'ray', 'matplotlib', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "mlflow" not in out.stdout and "matplotlib" not in out.stdout and "ray" not in out.stdout
