@@ -90,6 +90,33 @@ def test_trial_status_from_last_result():
     assert trial_status({"epoch": 3}, 3, errored=True) == schema.STATUS_FAILED
 
 
+def test_progress_lines_number_each_trial_by_its_place_in_tune(capsys):
+    """The same number in every line about a trial, whatever order its events come in."""
+    from types import SimpleNamespace
+
+    from segcore.tune.callbacks import ProgressCallback
+
+    def fake(trial_id, network, stride):
+        return SimpleNamespace(trial_id=trial_id, config={"network": network, "grid_stride": stride},
+                               last_result={"epoch": 2, "miou": 0.5}, error_file=None)
+
+    trials = [fake("a_00000", "unet_tiny", 2), fake("a_00001", "dan_tiny", 4), fake("a_00002", "unet_tiny", 8)]
+    progress = ProgressCallback(3, 2, {"miou": "max"}, ["network", "grid_stride"])
+    progress.on_trial_start(0, trials, trials[1])  # the second trial starts first
+    progress.on_trial_start(0, trials, trials[0])
+    progress.on_trial_result(0, trials, trials[1], {"epoch": 1, "miou": 0.25, "node": "n1"})
+    progress.on_trial_complete(0, trials, trials[0])
+    progress.on_trial_error(0, trials, trials[2])
+    lines = [line.split("] ", 1)[1] for line in capsys.readouterr().out.splitlines()]
+    assert lines == [
+        "start trial  2/3 a_00001 dan_tiny s4",
+        "start trial  1/3 a_00000 unet_tiny s2",
+        "epoch trial  2/3 a_00001 dan_tiny s4 1/2 miou=0.25 [n1]",
+        "completed trial  1/3 a_00000 unet_tiny s2 miou=0.5",
+        "FAILED trial  3/3 a_00002 unet_tiny s8: trial failed (no error file)",
+    ]
+
+
 def test_spec_to_search_and_space(tmp_path):
     spec = load_sweep(spec_dict(tmp_path), check_paths=False)
     search = build_search(spec)
@@ -120,7 +147,6 @@ def _runs(tracking_uri: str, experiment: str):
 
 @pytest.mark.slow
 def test_local_sweep_records_one_child_run_per_trial(tmp_path):
-    pytest.importorskip("segcore.train", reason="segcore.train not in this checkout")
     from segcore.tune import run_sweep
 
     spec = load_sweep(
@@ -185,7 +211,6 @@ def _free_port() -> int:
 def test_gpu_fraction_trials_spread_over_a_multi_node_cluster(tmp_path):
     """Head + two worker nodes, each worker declaring one (fake) GPU: four trials of half a GPU
     must use both workers, run on the CPU inside the trial, and land in MLflow with their node."""
-    pytest.importorskip("segcore.train", reason="segcore.train not in this checkout")
     from ray.cluster_utils import Cluster
 
     from segcore.tune import run_sweep

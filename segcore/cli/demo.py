@@ -54,6 +54,13 @@ _CAMVID_SPECTRAL_LIMIT = 96
 _CAMVID_TRAIN = {"max_train_batches": 8, "max_val_batches": 4}
 
 
+def _demo_defaults() -> dict:
+    """The embedded demo spec as a dict (``--help`` states its trial and epoch counts)."""
+    import yaml
+
+    return yaml.safe_load(DEMO_SPEC)
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         COMMAND,
@@ -64,19 +71,18 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--camvid", metavar="DIR", help="use CamVid at DIR (SegNet layout) instead of synthetic scenes")
     parser.add_argument("--out", metavar="DIR", default=".", help="where mlflow.db and ray_results/ go (default: here)")
-    parser.add_argument("--trials", type=int, help="number of trials (default 6)")
-    parser.add_argument("--epochs", type=int, help="epochs per trial (default 2)")
+    defaults = _demo_defaults()
+    parser.add_argument("--trials", type=int, help=f"number of trials (default {defaults['num_samples']}, as sweeps/demo.yaml)")
+    parser.add_argument("--epochs", type=int, help=f"epochs per trial (default {defaults['epochs']}, as sweeps/demo.yaml)")
     parser.add_argument("--cpus", type=int, help="CPUs of the local Ray instance (default: all)")
     parser.set_defaults(func=main)
 
 
 def demo_spec(out: Path, *, camvid: str | None = None, trials: int | None = None, epochs: int | None = None):
     """The demo's sweep spec, with a fresh sweep name and everything stored under ``out``."""
-    import yaml
-
     from segcore.tune.validate import load_sweep
 
-    data = yaml.safe_load(DEMO_SPEC)
+    data = _demo_defaults()
     # A fresh name per run: `make demo` twice gives two sweeps (parent runs) side by side in the
     # same MLflow experiment instead of refusing to overwrite the first.
     data["name"] = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -96,22 +102,19 @@ def demo_spec(out: Path, *, camvid: str | None = None, trials: int | None = None
 
 def spectrum_table(spectrum: dict) -> str:
     """Stride | band energy | oracle mIoU (soft, majority) | CE floor, and the efficient grid."""
-    from segcore.tune import format_table
-    import pandas as pd
+    from segcore.formatting import format_table
 
-    rows = pd.DataFrame(
-        {
-            "stride": spectrum["strides"],
-            "band_energy": spectrum["band_energy"],
-            "band_energy_no_dc": spectrum["band_energy_no_dc"],
-            "oracle_miou_soft": spectrum["oracle_miou"]["soft"],
-            "oracle_miou_majority": spectrum["oracle_miou"]["majority"],
-            "ce_floor": spectrum["ce_floor"],
-        }
-    )
+    columns = {
+        "stride": spectrum["strides"],
+        "band_energy": spectrum["band_energy"],
+        "band_energy_no_dc": spectrum["band_energy_no_dc"],
+        "oracle_miou_soft": spectrum["oracle_miou"]["soft"],
+        "oracle_miou_majority": spectrum["oracle_miou"]["majority"],
+        "ce_floor": spectrum["ce_floor"],
+    }
     grid = spectrum["efficient_grid"]
     return (
-        format_table(rows)
+        format_table(list(columns), zip(*columns.values()))
         + f"\nefficient grid, predicted from labels alone: stride {grid['by_miou']} (oracle mIoU within "
         f"{spectrum['tolerance']:.0%} of dense), stride {grid['by_energy']} (band energy >= {spectrum['energy_threshold']:g})"
     )
@@ -119,7 +122,8 @@ def spectrum_table(spectrum: dict) -> str:
 
 def main(args: argparse.Namespace) -> int:
     from segcore.analysis import pareto_front
-    from segcore.tune import best_per_network, completed, format_table, run_sweep
+    from segcore.cli._tables import frame_table
+    from segcore.tune import best_per_network, completed, run_sweep
 
     t0 = time.monotonic()
     out = Path(args.out).expanduser().resolve()
@@ -141,14 +145,14 @@ def main(args: argparse.Namespace) -> int:
         print("\nspectral analysis (training-free, labels only):")
         print(spectrum_table(outcome.spectrum))
     print(f"\nall trials ({len(df)}), best mIoU first:")
-    print(format_table(df.sort_values("miou", ascending=False, na_position="last"), cols))
+    print(frame_table(df.sort_values("miou", ascending=False, na_position="last"), cols, empty="(no trials)"))
     print("\nbest trial per network:")
-    print(format_table(best_per_network(df, objectives), cols))
+    print(frame_table(best_per_network(df, objectives), cols, empty="(no trials)"))
     done = completed(df, objectives)
     if not done.empty:
         front = pareto_front(done, objectives=objectives)
         print(f"\nPareto front ({', '.join(f'{m} {mode}' for m, mode in objectives.items())}): {len(front)} of {len(done)} trials")
-        print(format_table(front, cols))
+        print(frame_table(front, cols))
     failed = df[df["status"] == "failed"]
     for _, row in failed.iterrows():
         print(f"failed: trial {row['trial_id']} ({row['network']}): {row['error']}")

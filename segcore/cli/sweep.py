@@ -72,7 +72,8 @@ def describe(spec) -> str:
 
 
 def print_outcome(outcome) -> None:
-    from segcore.tune import best_per_network, format_table
+    from segcore.cli._tables import frame_table
+    from segcore.tune.summary import best_per_network
 
     spec = outcome.spec
     df = outcome.trials
@@ -84,7 +85,7 @@ def print_outcome(outcome) -> None:
     )
     cols = ["network", "trial_id", *knobs, *spec.objectives, "epochs", "node"]
     print("\nbest trial per network (by " + next(iter(spec.objectives)) + "):")
-    print(format_table(best_per_network(df, spec.objectives), cols))
+    print(frame_table(best_per_network(df, spec.objectives), cols, empty="(no trials)"))
     failed = df[df["status"] == "failed"] if not df.empty else df
     for _, row in failed.iterrows():
         print(f"failed: trial {row['trial_id']} ({row['network']}): {row['error']}")

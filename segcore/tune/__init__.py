@@ -5,7 +5,7 @@
 * :mod:`.trainable` — the trial: ``fit`` with a report callback, checkpoints, CPU fallback.
 * :mod:`.callbacks` — driver-side MLflow bookkeeping and compact progress lines.
 * :mod:`.runner` — connect to Ray, parent run, build/restore the Tuner, collect the results.
-* :mod:`.summary` — best trial per network (pandas only).
+* :mod:`.summary` — completed trials and the best one per network (pandas only).
 
 The names below are imported on first use, so ``segcore.tune.validate`` (``segcore sweep
 --dry-run``) does not pull in Ray.
@@ -23,7 +23,6 @@ _EXPORTS = {
     "results_frame": "runner",
     "best_per_network": "summary",
     "completed": "summary",
-    "format_table": "summary",
     "load_sweep": "validate",
     "validate_sweep": "validate",
 }

@@ -4,7 +4,8 @@ The trials record their own child runs (config and node, per-epoch metrics, fina
 artifacts; see :mod:`segcore.tune.trainable`). Only the driver knows *why* a trial ended otherwise:
 :class:`TrackingCallback` tags trials that the scheduler stopped early as ``early_stopped`` and ends
 failed trials (after their retries) as ``FAILED`` with the reason, and leaves no run ``RUNNING``
-when the sweep ends (with :func:`segcore.tune.run_sweep`). Both callbacks hold only plain settings, so they survive ``Tuner.restore``.
+when the sweep ends (with :func:`segcore.tune.run_sweep`). Both callbacks hold only plain settings,
+so they survive ``Tuner.restore``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 
 from ray.tune import Callback
 
-from segcore.tracking import schema
+from segcore import names
+from segcore.formatting import format_cell
 
 __all__ = ["TrackingCallback", "ProgressCallback", "trial_status", "error_reason"]
 
@@ -28,11 +30,10 @@ _KNOB_SHORT = {"grid_stride": "s", "keep": "keep", "block": "b", "truncation": "
 def trial_status(last_result: dict[str, Any] | None, epochs: int, errored: bool) -> str:
     """``completed`` (every epoch ran), ``early_stopped`` (the scheduler stopped it) or ``failed``."""
     if errored:
-        return schema.STATUS_FAILED
-    epoch = (last_result or {}).get(schema.METRIC_EPOCH)
-    if epoch is not None and float(epoch) >= epochs:
-        return schema.STATUS_COMPLETED
-    return schema.STATUS_EARLY_STOPPED
+        return names.STATUS_FAILED
+    if names.is_full_length((last_result or {}).get(names.METRIC_EPOCH), epochs):
+        return names.STATUS_COMPLETED
+    return names.STATUS_EARLY_STOPPED
 
 
 def error_reason(trial) -> str:
@@ -49,7 +50,7 @@ def error_reason(trial) -> str:
 
 
 def _numeric(result: dict[str, Any]) -> dict[str, float]:
-    wanted = (schema.METRIC_MIOU, schema.METRIC_PIXEL_ACCURACY, schema.METRIC_TRAIN_LOSS, schema.METRIC_EPOCH, *schema.COST_METRICS)
+    wanted = (names.METRIC_MIOU, names.METRIC_PIXEL_ACCURACY, names.METRIC_TRAIN_LOSS, names.METRIC_EPOCH, *names.COST_METRICS)
     out = {}
     for key in wanted:
         value = result.get(key)
@@ -83,10 +84,10 @@ class TrackingCallback(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         status = trial_status(trial.last_result, self.epochs, errored=False)
-        if status == schema.STATUS_EARLY_STOPPED and trial.last_result:
+        if status == names.STATUS_EARLY_STOPPED and trial.last_result:
             # No metrics here: the trial logged each epoch itself, and this process cannot know
             # which steps are already in the store (logging the last one again would duplicate it).
-            self.recorder.finish_trial(trial.trial_id, schema.STATUS_EARLY_STOPPED)
+            self.recorder.finish_trial(trial.trial_id, names.STATUS_EARLY_STOPPED)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         reason = error_reason(trial)
@@ -94,7 +95,7 @@ class TrackingCallback(Callback):
         self.recorder.trial_run(trial.trial_id, dict(trial.config), node=(trial.last_result or {}).get("node"))
         self.recorder.finish_trial(
             trial.trial_id,
-            schema.STATUS_FAILED,
+            names.STATUS_FAILED,
             metrics=_numeric(trial.last_result or {}) or None,
             error=reason,
         )
@@ -103,21 +104,19 @@ class TrackingCallback(Callback):
         self.recorder.flush()
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
 class ProgressCallback(Callback):
-    """One compact line per trial event (Ray's own status table is turned off)."""
+    """One compact line per trial event (Ray's own status table is turned off).
+
+    A trial is numbered by its place in Tune's list of trials (the order they were created, which
+    ``Tuner.restore`` keeps): the same number in every line about it, in this run and after
+    ``--resume``, and for a grid search the grid point's number in ``segcore sweep --dry-run``.
+    """
 
     def __init__(self, total: int, epochs: int, objectives: dict[str, str], searched: list[str]):
         self.total = total
         self.epochs = epochs
         self.objectives = dict(objectives)
         self.searched = [k for k in searched if k != "network"]
-        self._started: dict[str, int] = {}
         self._t0 = time.monotonic()
 
     def __setstate__(self, state):
@@ -127,33 +126,33 @@ class ProgressCallback(Callback):
     def _print(self, text: str) -> None:
         print(f"[{time.monotonic() - self._t0:6.1f}s] {text}", file=sys.stdout, flush=True)
 
-    def _label(self, trial) -> str:
+    def _label(self, trials, trial) -> str:
         cfg = trial.config
-        knobs = " ".join(f"{_KNOB_SHORT.get(k, k + '=')}{_fmt(cfg.get(k))}" for k in self.searched)
-        n = self._started.setdefault(trial.trial_id, len(self._started) + 1)
-        return f"trial {n:>2}/{self.total} {trial.trial_id} {cfg.get('network')} {knobs}".rstrip()
+        knobs = " ".join(f"{_KNOB_SHORT.get(k, k + '=')}{format_cell(cfg.get(k))}" for k in self.searched)
+        number = next((i + 1 for i, t in enumerate(trials) if t.trial_id == trial.trial_id), len(trials) + 1)
+        return f"trial {number:>2}/{max(self.total, number)} {trial.trial_id} {cfg.get('network')} {knobs}".rstrip()
 
     def _metrics(self, result: dict[str, Any]) -> str:
-        keys = list(self.objectives) + [k for k in (schema.METRIC_TRAIN_LOSS,) if k not in self.objectives]
-        return " ".join(f"{k}={_fmt(result[k])}" for k in keys if k in result)
+        keys = list(self.objectives) + [k for k in (names.METRIC_TRAIN_LOSS,) if k not in self.objectives]
+        return " ".join(f"{k}={format_cell(result[k])}" for k in keys if k in result)
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._print(f"start {self._label(trial)}")
+        self._print(f"start {self._label(trials, trial)}")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         where = result.get("node", "")
         cpu_note = " (GPU granted, no CUDA: on CPU)" if result.get("gpu_fallback") else ""
         self._print(
-            f"epoch {self._label(trial)} {_fmt(result.get('epoch'))}/{self.epochs} {self._metrics(result)} "
-            f"[{where}]{cpu_note}"
+            f"epoch {self._label(trials, trial)} {format_cell(result.get(names.METRIC_EPOCH))}/{self.epochs} "
+            f"{self._metrics(result)} [{where}]{cpu_note}"
         )
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         status = trial_status(trial.last_result, self.epochs, errored=False)
-        self._print(f"{status:<6} {self._label(trial)} {self._metrics(trial.last_result or {})}")
+        self._print(f"{status} {self._label(trials, trial)} {self._metrics(trial.last_result or {})}")
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        self._print(f"retry {self._label(trial)}: {error_reason(trial)}")
+        self._print(f"retry {self._label(trials, trial)}: {error_reason(trial)}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._print(f"FAILED {self._label(trial)}: {error_reason(trial)}")
+        self._print(f"FAILED {self._label(trials, trial)}: {error_reason(trial)}")

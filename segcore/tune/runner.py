@@ -20,7 +20,7 @@ import ray
 from ray import tune
 
 from segcore.config.sweep import SweepSpec
-from segcore.tracking import schema
+from segcore import names
 
 from .callbacks import ProgressCallback, TrackingCallback, trial_status
 from .search import build_scheduler, build_search, param_space
@@ -177,7 +177,7 @@ def build_tuner(spec: SweepSpec, *, resume: bool = False, progress: bool = True)
 def results_frame(spec: SweepSpec, result_grid) -> pd.DataFrame:
     """One row per trial: id, network, searched knobs, objectives and cost, status, node, error."""
     knobs = [k for k in spec.searched_knobs() if k != "network"]
-    metrics = list(dict.fromkeys([*spec.objectives, schema.METRIC_MIOU, "gflops", "decoder_gflops", "annotation_units"]))
+    metrics = list(dict.fromkeys([*spec.objectives, names.METRIC_MIOU, "gflops", "decoder_gflops", "annotation_units"]))
     rows = []
     for res in result_grid:
         last = res.metrics or {}
@@ -187,7 +187,7 @@ def results_frame(spec: SweepSpec, result_grid) -> pd.DataFrame:
         row.update({k: cfg.get(k) for k in knobs})
         row.update({m: last.get(m) for m in metrics})
         row.update(
-            epochs=last.get(schema.METRIC_EPOCH),
+            epochs=last.get(names.METRIC_EPOCH),
             status=trial_status(last, spec.epochs, errored=res.error is not None),
             node=last.get("node"),
             device=last.get("device"),

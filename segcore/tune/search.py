@@ -6,7 +6,7 @@
   domains in the parameter space.
 * ``asha``: ``AsyncHyperBandScheduler`` on one metric, time unit ``epoch``.
 
-Two things Ray's stock pieces get wrong for us (DESIGN.md §4) are fixed in :class:`DedupOptunaSearch`:
+Two things Ray's stock pieces get wrong for us (docs/design.md, Components) are fixed in :class:`DedupOptunaSearch`:
 a trial that ASHA stopped early is told to Optuna as *pruned*, never as a complete multi-objective
 point; and a configuration already evaluated (small categorical spaces repeat themselves) is not
 run again: Optuna gets the earlier result and is asked for another point.
@@ -24,6 +24,7 @@ from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchAlg
 from ray.tune.search.optuna import OptunaSearch
 
 from segcore.config.sweep import Knob, SweepSpec
+from segcore.names import METRIC_EPOCH, is_full_length
 
 __all__ = ["DedupOptunaSearch", "build_search", "build_scheduler", "param_space", "optuna_space"]
 
@@ -88,7 +89,7 @@ class DedupOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
-        if result and not error and float(result.get("epoch", self._epochs)) < self._epochs:
+        if result and not error and not is_full_length(result.get(METRIC_EPOCH, self._epochs), self._epochs):
             # Stopped early by the scheduler: not a full-fidelity point, so it must not enter the
             # multi-objective front (Ray would tell it COMPLETE with its partial values).
             self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)

@@ -20,6 +20,7 @@ from typing import Any
 import ray
 from ray import tune
 
+from segcore.names import is_full_length
 from segcore.tracking import schema
 
 _FLUSH_TIMEOUT_S = 300.0
@@ -105,7 +106,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
             # The scheduler may stop this trial on this very result, and Ray then ends the
             # process (or hands it to the next trial) without waiting for the writer's queue.
             recorder.flush(timeout=_EPOCH_FLUSH_TIMEOUT_S)
-        if metrics[schema.METRIC_EPOCH] >= context.epochs:
+        if is_full_length(metrics[schema.METRIC_EPOCH], context.epochs):
             held.update(metrics=metrics, checkpoint_dir=checkpoint_dir)
             return
         checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
@@ -122,7 +123,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
         else:
             result = fit(fit_config, report)
 
-        if recorder is not None and result.epochs_completed >= context.epochs:
+        if recorder is not None and is_full_length(result.epochs_completed, context.epochs):
             final = {**result.metrics, **result.cost}
             recorder.finish_trial(trial_id, schema.STATUS_COMPLETED, metrics=final, artifacts=trial_artifacts(result))
         if recorder is not None:
