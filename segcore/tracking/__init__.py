@@ -6,8 +6,10 @@ into pandas.
   the experiment and its runs.
 * :mod:`~segcore.tracking.queue`: the ordered, retrying background write queue.
 * :mod:`~segcore.tracking.spectrum`: ``spectrum.json`` flattened into metrics and params.
+* :mod:`~segcore.tracking.artifacts`: a trial's artifacts (sample PNG, per-class IoU JSON).
 * :mod:`~segcore.tracking.recorder`: :class:`SweepRecorder`, the writer tune calls.
 * :mod:`~segcore.tracking.query`: the reader analysis calls.
+* :mod:`~segcore.tracking.links`: the MLflow UI command and the link to an experiment's runs.
 
 The names below are imported lazily, so ``import segcore.tracking.schema`` stays free of MLflow.
 """
@@ -20,8 +22,8 @@ from typing import Any
 _LAZY_NAMES = {
     "SweepRecorder": "recorder",
     "flatten_config": "recorder",
-    "png_bytes": "recorder",
-    "trial_artifacts": "recorder",
+    "png_bytes": "artifacts",
+    "trial_artifacts": "artifacts",
     "DEFAULT_TRACKING_URI": "store",
     "resolve_tracking_uri": "store",
 }

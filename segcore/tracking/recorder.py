@@ -24,7 +24,6 @@ refused (:func:`segcore.tracking.store.resolve_tracking_uri`).
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
@@ -38,6 +37,7 @@ import numpy as np
 
 from segcore.formatting import jsonable
 from segcore.tracking import schema
+from segcore.tracking.artifacts import artifact_content
 from segcore.tracking.queue import Write, WriteQueue
 from segcore.tracking.spectrum import MAX_PARAM_VALUE, is_number, spectrum_points, spectrum_scalars
 from segcore.tracking.store import (
@@ -49,7 +49,7 @@ from segcore.tracking.store import (
     resolve_tracking_uri,
 )
 
-__all__ = ["SweepRecorder", "flatten_config", "png_bytes", "trial_artifacts"]
+__all__ = ["SweepRecorder", "flatten_config"]
 
 _log = logging.getLogger(__name__)
 
@@ -92,32 +92,6 @@ def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, str
     return {name: value[:MAX_PARAM_VALUE] for name, value in flat.items()}
 
 
-def png_bytes(image: np.ndarray) -> bytes:
-    """PNG-encode an (H, W, 3) or (H, W) uint8 array (e.g. ``TrialResult.samples``)."""
-    from PIL import Image
-
-    array = np.asarray(image)
-    if array.dtype != np.uint8 or array.ndim not in (2, 3):
-        raise ValueError(f"image: expected a uint8 (H, W) or (H, W, 3) array, got {array.dtype} "
-                         f"{array.shape}")
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def trial_artifacts(result: Any) -> dict[str, bytes]:
-    """The per-trial artifacts of a ``segcore.train.TrialResult``: per-class IoU JSON, sample PNG."""
-    artifacts: dict[str, bytes] = {}
-    per_class = getattr(result, "per_class_iou", None)
-    if per_class:
-        artifacts[schema.ARTIFACT_PER_CLASS_IOU] = json.dumps(jsonable(per_class), indent=2,
-                                                              allow_nan=False).encode()
-    samples = getattr(result, "samples", None)
-    if samples is not None:
-        artifacts[schema.ARTIFACT_SAMPLES] = png_bytes(samples)
-    return artifacts
-
-
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -126,19 +100,6 @@ def _same_value(previous: float | None, value: float) -> bool:
     """Equal, NaN equal to NaN; never equal to a missing value."""
     return previous is not None and (
         previous == value or (math.isnan(previous) and math.isnan(value)))
-
-
-def _artifact_bytes(value: str | bytes | Path | np.ndarray) -> bytes | str:
-    """Artifact content, read at call time so a temporary file may be deleted right after; a
-    directory stays its (absolute) path, uploaded as it is."""
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
-    if isinstance(value, np.ndarray):
-        return png_bytes(value)
-    path = Path(value)
-    if path.is_dir():
-        return str(path.resolve())
-    return path.read_bytes()
 
 
 def _plain(value: Any) -> Any:
@@ -360,7 +321,7 @@ class SweepRecorder:
         files: dict[str, bytes | str] = {}
         for name, value in (artifacts or {}).items():
             try:
-                files[name] = _artifact_bytes(value)
+                files[name] = artifact_content(value)
             except (OSError, ValueError) as exc:  # a bad artifact must not end the sweep
                 self._queue.note_error(f"artifact {name!r} of trial {trial_id}: {exc}")
         tags = {schema.TAG_STATUS: status}
