@@ -20,13 +20,12 @@ each knob, what to optimise, how to search and with which resources per trial::
     resources: {cpu: 1, gpu: 0.5}
     epochs: 3
 
-
 :func:`load_sweep_spec` turns a file or a dict into a :class:`SweepSpec` or raises
 :class:`SweepSpecError` listing every problem as ``field: message (got value); valid: ...``.
 No YAML line numbers are needed: every message names the exact field (``space.keep[1]``).
-The space entries become :class:`~segcore.config.knobs.Knob` s (:mod:`segcore.config.knobs`); the
-checks live in :mod:`segcore.config.checks` (the spec alone) and :mod:`segcore.tune.validate`
-(the model registry, the datasets, each network with each knob value).
+Each ``space`` entry becomes a :class:`~segcore.config.knobs.Knob` (:mod:`segcore.config.knobs`).
+The checks live in :mod:`segcore.config.checks` (what the spec alone shows) and
+:mod:`segcore.tune.validate` (the model registry, the datasets, each network with each knob value).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ def format_validation_error(exc: ValidationError, where: str = "config") -> str:
 class TrialConfig(BaseModel):
     """Everything :func:`segcore.train.fit` needs to train, evaluate and cost one configuration.
 
-    The three knobs (DESIGN.md §2): ``grid_stride`` (the stride of the grid the logits are
+    The three knobs (docs/design.md, Science): ``grid_stride`` (the stride of the grid the logits are
     predicted on), ``keep`` (the low-frequency share of decoder features kept), ``block`` (the
     block size of the training annotation).
     """

@@ -197,6 +197,27 @@ def results_frame(spec: SweepSpec, result_grid) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _start_parent_run(
+    spec: SweepSpec, recorder, *, with_spectrum: bool, progress: bool, log: Callable[[str], None]
+) -> tuple[str, dict[str, Any] | None]:
+    """Open the sweep's parent run, with the spectral analysis when it is on: ``(run id, spectrum)``."""
+    spectrum = None
+    with tempfile.TemporaryDirectory(prefix="segcore-spectrum-") as tmp:
+        if spec.spectral.enabled and with_spectrum:
+            log(f"spectral analysis of {spec.dataset.name}/{spec.spectral.split} (labels only) ...")
+            spectrum, png = compute_spectrum(spec, tmp, progress=progress)
+            grid = spectrum["efficient_grid"]
+            log(
+                f"efficient grid predicted from {spectrum['num_labels']} label map(s): stride {grid['by_miou']} "
+                f"by oracle mIoU, stride {grid['by_energy']} by band energy"
+            )
+            parent = recorder.start_sweep(spec.to_dict(), spectrum=spectrum, spectrum_png=png)
+        else:
+            parent = recorder.start_sweep(spec.to_dict())
+    log(f"MLflow: experiment {spec.experiment_name!r} at {spec.tracking_uri}, parent run {parent or '(queued)'}")
+    return parent, spectrum
+
+
 def run_sweep(
     spec: SweepSpec,
     *,
@@ -255,20 +276,8 @@ def run_sweep(
             f"{spec.max_concurrent} at a time"
         )
         recorder = SweepRecorder(spec.tracking_uri, spec.experiment_name, spec.name)
-        spectrum = None
-        with tempfile.TemporaryDirectory(prefix="segcore-spectrum-") as tmp:
-            if spec.spectral.enabled and not restoring:  # a resumed sweep's parent has it already
-                log(f"spectral analysis of {spec.dataset.name}/{spec.spectral.split} (labels only) ...")
-                spectrum, png = compute_spectrum(spec, tmp, progress=progress)
-                grid = spectrum["efficient_grid"]
-                log(
-                    f"efficient grid predicted from {spectrum['num_labels']} label map(s): stride {grid['by_miou']} "
-                    f"by oracle mIoU, stride {grid['by_energy']} by band energy"
-                )
-                parent = recorder.start_sweep(spec.to_dict(), spectrum=spectrum, spectrum_png=png)
-            else:
-                parent = recorder.start_sweep(spec.to_dict())
-        log(f"MLflow: experiment {spec.experiment_name!r} at {spec.tracking_uri}, parent run {parent or '(queued)'}")
+        # A resumed sweep's parent run has its spectrum already.
+        parent, spectrum = _start_parent_run(spec, recorder, with_spectrum=not restoring, progress=progress, log=log)
 
         status = "FAILED"
         try:
