@@ -119,8 +119,35 @@ def test_keep_one_leaves_decoder_features_unchanged(name):
     assert all(model.decoder.truncate(f) is f for f in feats)
     with torch.no_grad():
         ref = model(x)
-        model.decoder.truncate = nn.Identity()
+        model.decoder.truncate.forward = lambda features: features
         assert torch.equal(model(x), ref)
+
+
+@pytest.mark.parametrize("name", ["dan_tiny", "deeplabv3plus_tiny"])
+@pytest.mark.parametrize("truncation", ["fft", "resize"])
+def test_decoder_convolutions_run_on_the_truncated_grid(name, truncation):
+    # at grid stride 8 on 64 px the grid is 8x8 and keep 0.5 truncates it to 4x4: every decoder
+    # convolution, the 1x1 reductions of the finer encoder levels included, sees at most 4x4.
+    model = create_model(name, 3, grid_stride=8, keep=0.5, truncation=truncation).eval()
+    seen = []
+    hooks = [m.register_forward_hook(lambda mod, inputs, out: seen.append(tuple(inputs[0].shape[-2:])))
+             for m in model.decoder.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 64, 64))
+    for hook in hooks:
+        hook.remove()
+    assert out.shape == (1, 3, 8, 8)
+    assert seen and all(h <= 4 and w <= 4 for h, w in seen), seen
+    assert (4, 4) in seen
+
+
+def test_shrink_to_grid():
+    layer = SpectralTruncation(0.5, "fft")
+    fine, coarse = torch.randn(1, 2, 16, 16), torch.randn(1, 2, 4, 4)
+    assert layer.shrink_to_grid(coarse, (8, 8)) is coarse  # no larger than the 4x4 truncated grid
+    shrunk = layer.shrink_to_grid(fine, (8, 8))  # area-averaged to the grid, then truncated
+    assert torch.allclose(shrunk, spectral_resize(torch.nn.functional.adaptive_avg_pool2d(fine, 8), (4, 4)))
+    assert SpectralTruncation(1.0).shrink_to_grid(coarse, (4, 4)) is coarse
 
 
 def test_truncation_is_low_pass_and_normalised():

@@ -4,19 +4,18 @@ A :class:`SegmentationModel` maps images ``(N, 3, H, W)`` to logits on the strid
 ``(N, C, ceil(H/s), ceil(W/s))`` (the geometry of :func:`segcore.labels.grid_shape`). It is split
 into ``encoder`` (images -> list of feature maps) and ``decoder`` (features, grid size -> logits);
 the decoder brings its inputs to the grid, truncates them spectrally by ``keep``
-(:class:`~segcore.models.truncation.SpectralTruncation`), runs its convolutions on the smaller maps
-and resizes the logits to the grid. :mod:`segcore.cost` counts the decoder's FLOPs on its own.
+(:class:`~segcore.models.truncation.SpectralTruncation`), runs every convolution on maps no larger
+than the truncated grid and resizes the logits to the grid. :mod:`segcore.cost` counts the decoder's FLOPs on its own.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from segcore.labels import grid_shape
 
-from .truncation import SpectralTruncation, check_keep, check_truncation
+from .truncation import SpectralTruncation, check_keep, check_truncation, resize_to
 
 __all__ = ["SegmentationModel", "resize_to", "conv_bn_relu", "powers_of_two"]
 
@@ -28,17 +27,6 @@ def powers_of_two(largest: int) -> tuple[int, ...]:
         out.append(s)
         s *= 2
     return tuple(out)
-
-
-def resize_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize feature maps ``(N, C, H, W)`` to ``size``: area averaging when shrinking (no
-    aliasing), bilinear interpolation when growing, nothing when the size already matches."""
-    size = (int(size[0]), int(size[1]))
-    if tuple(x.shape[-2:]) == size:
-        return x
-    if size[0] <= x.shape[-2] and size[1] <= x.shape[-1]:
-        return F.adaptive_avg_pool2d(x, size)
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 def conv_bn_relu(cin: int, cout: int, kernel: int = 3, dilation: int = 1) -> nn.Sequential:

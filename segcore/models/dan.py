@@ -2,8 +2,10 @@
 Classification", CVPR Workshops 2018).
 
 A ResNet encoder whose four stage outputs (multi-level features) are each reduced by a 1x1
-convolution, up-sampled to a common resolution — here the logit grid, truncated by ``keep`` — and
-aggregated by concatenation before a 3x3 fusion convolution and the 1x1 classifier.
+convolution, brought to a common resolution — here the logit grid, truncated by ``keep`` — and
+aggregated by concatenation before a 3x3 fusion convolution and the 1x1 classifier. A level finer
+than the truncated grid is brought down before its reduction (the paper reduces every level at its
+own resolution), so that ``keep`` cuts the reductions' FLOPs as well as the fusion's.
 """
 
 from __future__ import annotations
@@ -18,7 +20,12 @@ __all__ = ["DAN"]
 
 
 class DANDecoder(nn.Module):
-    """Multi-level features -> per-level 1x1 reduction -> grid -> truncate -> concat -> fuse."""
+    """Multi-level features -> grid -> truncate -> per-level 1x1 reduction -> concat -> fuse.
+
+    Every convolution runs on a map no larger than the truncated grid ``keep * grid``: a level
+    larger than it is resized to the grid and truncated before its reduction; a coarser level is
+    reduced at its own size and interpolated up (:meth:`SpectralTruncation.shrink_to_grid`).
+    """
 
     def __init__(self, in_channels: list[int], num_classes: int, *, level_channels: int, channels: int,
                  truncate: nn.Module):
@@ -29,7 +36,11 @@ class DANDecoder(nn.Module):
         self.classifier = nn.Conv2d(channels, num_classes, 1)
 
     def forward(self, features: list[torch.Tensor], grid: tuple[int, int]) -> torch.Tensor:
-        levels = [self.truncate(resize_to(reduce(f), grid)) for reduce, f in zip(self.reduce, features)]
+        # Truncate before the 1x1 reductions, not after: the reductions then run on the truncated
+        # grid (or on a coarse level's own smaller map), so their FLOPs fall with keep**2 too.
+        size = self.truncate.output_size(*grid)
+        levels = [resize_to(reduce(self.truncate.shrink_to_grid(f, grid)), size)
+                  for reduce, f in zip(self.reduce, features)]
         x = self.fuse(torch.cat(levels, dim=1))
         return resize_to(self.classifier(x), grid)
 

@@ -33,7 +33,8 @@ class DeepLabV3PlusEncoder(nn.Module):
 
 
 class DeepLabV3PlusDecoder(nn.Module):
-    """``[low, high]`` -> logits on the grid; convolutions run on the truncated grid maps."""
+    """``[low, high]`` -> logits on the grid; every convolution, the low-level projection included,
+    runs on a map no larger than the truncated grid (:meth:`SpectralTruncation.shrink_to_grid`)."""
 
     def __init__(self, low_channels: int, high_channels: int, num_classes: int, *, low_proj: int,
                  channels: int, truncate: nn.Module):
@@ -45,8 +46,9 @@ class DeepLabV3PlusDecoder(nn.Module):
 
     def forward(self, features: list[torch.Tensor], grid: tuple[int, int]) -> torch.Tensor:
         low, high = features
-        low = self.truncate(resize_to(self.project(low), grid))
-        high = self.truncate(resize_to(high, grid))
+        size = self.truncate.output_size(*grid)
+        low = resize_to(self.project(self.truncate.shrink_to_grid(low, grid)), size)
+        high = resize_to(self.truncate.shrink_to_grid(high, grid), size)
         x = self.fuse(torch.cat([low, high], dim=1))
         return resize_to(self.classifier(x), grid)
 

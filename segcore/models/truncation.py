@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SpectralTruncation", "truncated_size", "spectral_resize", "TRUNCATIONS"]
+__all__ = ["SpectralTruncation", "truncated_size", "spectral_resize", "resize_to", "TRUNCATIONS"]
 
 TRUNCATIONS = ("fft", "resize")
 Truncation = Literal["fft", "resize"]
@@ -44,6 +44,17 @@ def check_truncation(truncation: str) -> str:
 def truncated_size(height: int, width: int, keep: float) -> tuple[int, int]:
     """Size ``(max(1, round(keep*H)), max(1, round(keep*W)))`` of a truncated ``H x W`` map."""
     return max(1, round(keep * height)), max(1, round(keep * width))
+
+
+def resize_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize feature maps ``(N, C, H, W)`` to ``size``: area averaging when shrinking (no
+    aliasing), bilinear interpolation when growing, nothing when the size already matches."""
+    size = (int(size[0]), int(size[1]))
+    if tuple(x.shape[-2:]) == size:
+        return x
+    if size[0] <= x.shape[-2] and size[1] <= x.shape[-1]:
+        return F.adaptive_avg_pool2d(x, size)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 def _low_band(spec: torch.Tensor, size: int, dim: int) -> torch.Tensor:
@@ -102,6 +113,20 @@ class SpectralTruncation(nn.Module):
         if self.mode == "fft":
             return spectral_resize(x, size)
         return F.adaptive_avg_pool2d(x, size)
+
+    def shrink_to_grid(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """``x`` brought down to the truncated grid ``output_size(*grid)`` if it is larger there,
+        else ``x`` unchanged.
+
+        A larger map is resized to the grid and truncated, so the convolution that follows runs
+        on ``keep**2`` of the grid's positions. A map no larger than the truncated grid (a coarse
+        encoder level) holds no band above the kept one: the caller convolves it at its own size
+        and interpolates the result up, which costs less and spends no FFT.
+        """
+        size = self.output_size(*grid)
+        if x.shape[-2] <= size[0] and x.shape[-1] <= size[1]:
+            return x
+        return self(resize_to(x, grid))
 
     def extra_repr(self) -> str:
         return f"keep={self.keep}, mode={self.mode!r}"
