@@ -4,10 +4,13 @@
 
 - ``params_m``: trainable + frozen parameters, millions.
 - ``gflops``: forward FLOPs of one image at the evaluation size, 1e9 (``torch.utils.flop_counter``;
-  a multiply-add counts 2 FLOPs; FFTs and element-wise ops are not counted by the counter).
+  a multiply-add counts 2 FLOPs; FFTs are counted by :data:`FFT_FLOP_FORMULAS`; element-wise ops,
+  pooling and interpolation are not counted).
 - ``decoder_gflops``: the share of those FLOPs spent in ``model.decoder`` (counted on its own, on
   the encoder's real outputs), so the effect of ``keep`` and ``grid_stride`` is visible apart from
   the encoder, which neither knob touches.
+- ``fft_gflops``: the FFT and inverse-FFT part of ``gflops`` (the spectral truncation's cost; zero at
+  ``keep = 1`` or with ``resize`` truncation).
 - ``latency_ms``: median wall time of repeated forwards of one image (after a warm-up).
 - ``peak_memory_mb``: peak CUDA memory allocated during those forwards, or on the CPU the peak
   resident set size of the process so far (``getrusage``; an upper bound, not per model).
@@ -18,10 +21,13 @@
 
 from __future__ import annotations
 
+import math
 import resource
 import statistics
 import sys
 import time
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -30,7 +36,12 @@ from torch.utils.flop_counter import FlopCounterMode
 from segcore.labels import annotation_cost
 from segcore.names import COST_METRICS
 
-__all__ = ["measure_cost", "count_params", "count_flops", "measure_latency", "annotation_metrics"]
+__all__ = [
+    "measure_cost", "count_params", "count_flops", "FlopCount", "fft_flops", "FFT_FLOP_FORMULAS", "measure_latency",
+    "annotation_metrics",
+]
+
+aten = torch.ops.aten
 
 
 def count_params(model: nn.Module) -> int:
@@ -38,31 +49,81 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _flops(fn) -> int:
-    counter = FlopCounterMode(display=False)
+def fft_flops(shape: Sequence[int], dims: Sequence[int], *, real: bool) -> int:
+    """FLOPs of a multi-dimensional FFT over ``dims`` of a signal of ``shape``.
+
+    The standard count for a radix-2 complex FFT of ``N`` points is ``5 * N * log2(N)`` real
+    FLOPs (Cooley-Tukey: ``N/2 * log2(N)`` butterflies of one complex multiply, 6 FLOPs, and two
+    complex adds, 4 FLOPs); a multi-dimensional transform over sizes ``n1, n2, ...`` counts as one
+    of ``N = n1 * n2 * ...`` points. Every independent signal (batch and channel entries: the
+    product of the other sizes) is counted. A transform of real input or to real output
+    (``rfft``/``irfft``, ``_fft_r2c``/``_fft_c2r``) counts half, as it does half the work.
+    ``shape`` is the complex side of a ``c2c`` transform, the real input of ``r2c`` and the real
+    output of ``c2r``.
+    """
+    dims = [d % len(shape) for d in dims]
+    points = math.prod(shape[d] for d in dims)
+    signals = math.prod(shape) // points if points else 0
+    if points <= 1:
+        return 0
+    flops = 5.0 * points * math.log2(points) * signals
+    return round(flops / 2 if real else flops)
+
+
+def _c2c_flops(self_shape, dim, *args, out_shape=None, **kwargs) -> int:
+    return fft_flops(self_shape, dim, real=False)
+
+
+def _r2c_flops(self_shape, dim, *args, out_shape=None, **kwargs) -> int:
+    return fft_flops(self_shape, dim, real=True)
+
+
+def _c2r_flops(self_shape, dim, *args, out_shape=None, **kwargs) -> int:
+    return fft_flops(out_shape, dim, real=True)
+
+
+#: FLOP formulas for the aten FFT ops (every ``torch.fft`` transform dispatches to one of these),
+#: added to :class:`~torch.utils.flop_counter.FlopCounterMode`, which does not count FFTs itself.
+FFT_FLOP_FORMULAS = {aten._fft_c2c: _c2c_flops, aten._fft_r2c: _r2c_flops, aten._fft_c2r: _c2r_flops}
+
+
+class FlopCount(NamedTuple):
+    """Forward FLOPs of one image: the whole model, its decoder, and the FFTs among them."""
+
+    total: int
+    decoder: int
+    fft: int
+
+
+def _flops(fn) -> tuple[int, int]:
+    """``(all FLOPs, FFT FLOPs)`` of running ``fn()``."""
+    counter = FlopCounterMode(display=False, custom_mapping=FFT_FLOP_FORMULAS)
     with counter:
         fn()
-    return int(counter.get_total_flops())
+    by_op = counter.get_flop_counts().get("Global", {})
+    fft = sum(by_op.get(op, 0) for op in FFT_FLOP_FORMULAS)
+    return int(counter.get_total_flops()), int(fft)
 
 
 @torch.no_grad()
-def count_flops(model: nn.Module, input_size: tuple[int, int], device: str | torch.device = "cpu") -> tuple[int, int]:
-    """Forward FLOPs ``(total, decoder)`` of one ``(1, 3, H, W)`` image.
+def count_flops(model: nn.Module, input_size: tuple[int, int], device: str | torch.device = "cpu") -> FlopCount:
+    """Forward FLOPs ``(total, decoder, fft)`` of one ``(1, 3, H, W)`` image.
 
     The model must have ``encoder`` and ``decoder`` (a :class:`segcore.models.SegmentationModel`);
-    the decoder is counted separately on the encoder's outputs for the same image.
+    the decoder is counted separately on the encoder's outputs for the same image. ``fft`` is the
+    FFT part of ``total`` (:func:`fft_flops`).
     """
     was_training = model.training
     model.eval()
     try:
         x = torch.zeros(1, 3, *input_size, device=device)
-        total = _flops(lambda: model(x))
+        total, fft = _flops(lambda: model(x))
         feats = model.encoder(x)
         grid = model.grid_size(*input_size)
-        decoder = _flops(lambda: model.decoder(feats, grid))
+        decoder, _ = _flops(lambda: model.decoder(feats, grid))
     finally:
         model.train(was_training)
-    return total, decoder
+    return FlopCount(total, decoder, fft)
 
 
 @torch.no_grad()
@@ -150,12 +211,13 @@ def measure_cost(
     Returns:
         A dict with exactly the keys of ``COST_METRICS`` (floats).
     """
-    total, decoder = count_flops(model, input_size, device)
+    flops = count_flops(model, input_size, device)
     latency, peak = measure_latency(model, input_size, device, repeats=repeats)
     classes = num_classes if num_classes is not None else model.num_classes
     cost = {
-        "gflops": total / 1e9,
-        "decoder_gflops": decoder / 1e9,
+        "gflops": flops.total / 1e9,
+        "decoder_gflops": flops.decoder / 1e9,
+        "fft_gflops": flops.fft / 1e9,
         "params_m": count_params(model) / 1e6,
         "latency_ms": latency,
         "peak_memory_mb": peak,

@@ -29,7 +29,7 @@ METRIC_TRAIN_LOSS = "train_loss"
 METRIC_EPOCH = "epoch"
 #: Cost of a configuration, known before training (:func:`segcore.cost.measure_cost` returns these keys).
 COST_METRICS = (
-    "gflops", "decoder_gflops", "params_m", "latency_ms", "peak_memory_mb",
+    "gflops", "decoder_gflops", "fft_gflops", "params_m", "latency_ms", "peak_memory_mb",
     "annotation_units", "relative_annotation_units", "mixed_block_share",
 )
 #: Every metric a trial reports: objectives and schedulers choose from these.

@@ -1,13 +1,17 @@
-"""segcore.cost: exact keys, known FLOP counts, decoder FLOPs ~ keep^2, annotation units."""
+"""segcore.cost: exact keys, known FLOP counts (FFTs included), decoder FLOPs ~ keep^2, annotation units."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 from torch import nn
 
-from segcore.cost import annotation_metrics, count_flops, count_params, measure_cost
-from segcore.models import SegmentationModel, create_model, list_models
+from torch.utils.flop_counter import FlopCounterMode
+
+from segcore.cost import FFT_FLOP_FORMULAS, annotation_metrics, count_flops, count_params, fft_flops, measure_cost
+from segcore.models import SegmentationModel, SpectralTruncation, create_model, list_models
 from segcore.names import COST_METRICS
 
 
@@ -33,7 +37,8 @@ class _OneByOne(SegmentationModel):
 
 def test_known_flops_and_params():
     model = _OneByOne()
-    total, decoder = count_flops(model, (10, 12))
+    total, decoder, fft = count_flops(model, (10, 12))
+    assert fft == 0
     pixels = 10 * 12
     assert decoder == 2 * 8 * 2 * pixels           # a multiply-add is 2 FLOPs
     assert total == 2 * 3 * 8 * pixels + decoder
@@ -52,27 +57,98 @@ def test_measure_cost_has_exactly_the_schema_keys():
     assert cost["mixed_block_share"] == 0.0
 
 
+def _fft_count(fn) -> int:
+    counter = FlopCounterMode(display=False, custom_mapping=FFT_FLOP_FORMULAS)
+    with counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def test_fft_flops_known_answers():
+    # 5 N log2 N per complex transform of N points, N the product of the transformed sizes,
+    # times the number of signals; half for real input (rfft) or real output (irfft).
+    complex_input = torch.randn(2, 3, 16, 16, dtype=torch.complex64)
+    real_input = torch.randn(2, 3, 16, 16)
+    assert _fft_count(lambda: torch.fft.fft2(complex_input)) == 6 * 5 * 256 * 8
+    assert _fft_count(lambda: torch.fft.ifft(complex_input, dim=1)) == round(2 * 16 * 16 * 5 * 3 * math.log2(3))
+    assert _fft_count(lambda: torch.fft.rfft2(real_input)) == 6 * 5 * 256 * 8 // 2
+    half_spectrum = torch.fft.rfft2(real_input)
+    assert _fft_count(lambda: torch.fft.irfft2(half_spectrum, s=(16, 16))) == 6 * 5 * 256 * 8 // 2
+    assert _fft_count(lambda: torch.fft.fftn(complex_input)) == round(5 * 1536 * math.log2(1536))  # one signal
+    assert fft_flops((4, 1, 1), (1, 2), real=False) == 0  # a 1-point transform does nothing
+
+
+def test_truncation_fft_flops_known_answer():
+    # keep 0.5 on (1, 4, 16, 16): a forward 16x16 FFT and an inverse 8x8 FFT per channel
+    layer = SpectralTruncation(0.5, "fft")
+    expected = 4 * (5 * 256 * 8 + 5 * 64 * 6)
+    assert _fft_count(lambda: layer(torch.randn(1, 4, 16, 16))) == expected
+    assert _fft_count(lambda: SpectralTruncation(0.5, "resize")(torch.randn(1, 4, 16, 16))) == 0
+
+
+@pytest.mark.parametrize("name", list_models(tiny=True))
+def test_fft_flops_counted_in_decoder(name):
+    size = (64, 64)
+    assert count_flops(create_model(name, 5, grid_stride=4, keep=1.0), size).fft == 0
+    assert count_flops(create_model(name, 5, grid_stride=4, keep=0.5, truncation="resize"), size).fft == 0
+    model = create_model(name, 5, grid_stride=4, keep=0.5, truncation="fft")
+    flops = count_flops(model, size)
+    assert flops.fft > 0
+    model.decoder.truncate.mode = "resize"  # same layers, area averaging instead of the FFT
+    no_fft = count_flops(model, size)
+    assert flops.decoder - no_fft.decoder == flops.fft  # every FFT FLOP is in the decoder
+    assert flops.total - no_fft.total == flops.fft
+
+
+def test_measure_cost_reports_fft_gflops():
+    cost = measure_cost(create_model("dan_tiny", 3, keep=1.0), (32, 32), repeats=1)
+    assert cost["fft_gflops"] == 0.0
+    model = create_model("dan_tiny", 3, keep=0.5)
+    cost = measure_cost(model, (32, 32), repeats=1)
+    assert cost["fft_gflops"] == pytest.approx(count_flops(model, (32, 32)).fft / 1e9)
+    assert 0 < cost["fft_gflops"] < cost["decoder_gflops"] < cost["gflops"]
+
+
 @pytest.mark.parametrize("name", list_models(tiny=True))
 @pytest.mark.parametrize("truncation", ["fft", "resize"])
-def test_decoder_flops_fall_as_keep_squared(name, truncation):
-    stride = 2
+@pytest.mark.parametrize("stride", [2, 8])
+def test_decoder_flops_fall_as_keep_squared(name, truncation, stride):
     size = (64, 64)
+    if name == "unet_tiny" and stride == 8:
+        pytest.skip("grid stride 2**depth: the U-Net decoder has no convolution to truncate (see the next test)")
     base = count_flops(create_model(name, 5, grid_stride=stride, keep=1.0), size)
     for keep in (0.5, 0.25):
-        total, decoder = count_flops(create_model(name, 5, grid_stride=stride, keep=keep, truncation=truncation), size)
-        ratio = decoder / base[1]
-        # the decoder's convolutions run on keep^2 as many positions (plus small un-truncated parts)
-        assert keep**2 * 0.9 <= ratio <= keep**2 * 1.35, (keep, ratio)
-        assert base[0] - total == pytest.approx(base[1] - decoder)  # the encoder is untouched
+        flops = count_flops(create_model(name, 5, grid_stride=stride, keep=keep, truncation=truncation), size)
+        # every decoder convolution runs on keep^2 as many positions (or fewer, on a coarse level)
+        convolutions = (flops.decoder - flops.fft) / base.decoder
+        assert keep**2 * 0.9 <= convolutions <= keep**2 * 1.2, (keep, convolutions)
+        assert base.total - flops.total == pytest.approx(base.decoder - flops.decoder)  # the encoder is untouched
+    # FFTs included, keep 0.5 cuts the decoder's FLOPs by at least 65%
+    assert flops.decoder / base.decoder <= 0.25 * 1.6
+    half = count_flops(create_model(name, 5, grid_stride=stride, keep=0.5, truncation=truncation), size)
+    assert half.decoder / base.decoder <= 0.35
+
+
+def test_unet_at_its_coarsest_grid_only_pays_the_fft():
+    # unet_tiny (depth 3, width 8) at grid stride 8: the decoder is the 1x1 classifier on the
+    # 64-channel bottom (8x8 at 64 px); keep 0.5 runs it on 4x4 and adds the truncation's FFTs
+    # (a forward 8x8 and an inverse 4x4 transform per channel), which cost more than they save.
+    flops = count_flops(create_model("unet_tiny", 5, grid_stride=8, keep=0.5), (64, 64))
+    classifier = 2 * 64 * 5 * 16
+    fft = 64 * (5 * 64 * 6 + 5 * 16 * 4)
+    assert flops.fft == fft and flops.decoder == classifier + fft
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["deeplabv3plus", "dan", "unet"])
-def test_full_size_decoder_flops_fall_as_keep_squared(name):
+@pytest.mark.parametrize("name,backbone", [("deeplabv3plus", "resnet18"), ("deeplabv3plus", "resnet50"),
+                                           ("dan", "resnet18"), ("dan", "resnet50"), ("unet", None)])
+@pytest.mark.parametrize("stride", [4, 8])
+def test_full_size_decoder_flops_fall_as_keep_squared(name, backbone, stride):
     size = (64, 64)
-    _, dense = count_flops(create_model(name, 5, grid_stride=4, keep=1.0, backbone="resnet18" if name != "unet" else None), size)
-    _, half = count_flops(create_model(name, 5, grid_stride=4, keep=0.5, backbone="resnet18" if name != "unet" else None), size)
-    assert 0.25 * 0.9 <= half / dense <= 0.25 * 1.35
+    dense = count_flops(create_model(name, 5, grid_stride=stride, keep=1.0, backbone=backbone), size)
+    half = count_flops(create_model(name, 5, grid_stride=stride, keep=0.5, backbone=backbone), size)
+    assert 0.25 * 0.9 <= (half.decoder - half.fft) / dense.decoder <= 0.25 * 1.2
+    assert half.decoder / dense.decoder <= 0.35  # FFTs included: a cut of at least 65%
 
 
 def test_annotation_units_and_mixed_blocks():
