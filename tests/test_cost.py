@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 from torch import nn
-
 from torch.utils.flop_counter import FlopCounterMode
 
 from segcore.cost import FFT_FLOP_FORMULAS, annotation_metrics, count_flops, count_params, fft_flops, measure_cost
