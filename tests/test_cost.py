@@ -78,9 +78,9 @@ def test_fft_flops_known_answers():
 
 
 def test_truncation_fft_flops_known_answer():
-    # keep 0.5 on (1, 4, 16, 16): a forward 16x16 FFT and an inverse 8x8 FFT per channel
+    # keep 0.5 on (1, 4, 16, 16): a forward 16x16 and an inverse 8x8 real FFT per channel
     layer = SpectralTruncation(0.5, "fft")
-    expected = 4 * (5 * 256 * 8 + 5 * 64 * 6)
+    expected = 4 * (5 * 256 * 8 + 5 * 64 * 6) // 2
     assert _fft_count(lambda: layer(torch.randn(1, 4, 16, 16))) == expected
     assert _fft_count(lambda: SpectralTruncation(0.5, "resize")(torch.randn(1, 4, 16, 16))) == 0
 
@@ -131,10 +131,10 @@ def test_decoder_flops_fall_as_keep_squared(name, truncation, stride):
 def test_unet_at_its_coarsest_grid_only_pays_the_fft():
     # unet_tiny (depth 3, width 8) at grid stride 8: the decoder is the 1x1 classifier on the
     # 64-channel bottom (8x8 at 64 px); keep 0.5 runs it on 4x4 and adds the truncation's FFTs
-    # (a forward 8x8 and an inverse 4x4 transform per channel), which cost more than they save.
+    # (a forward 8x8 and an inverse 4x4 real transform per channel), which cost more than they save.
     flops = count_flops(create_model("unet_tiny", 5, grid_stride=8, keep=0.5), (64, 64))
     classifier = 2 * 64 * 5 * 16
-    fft = 64 * (5 * 64 * 6 + 5 * 16 * 4)
+    fft = 64 * (5 * 64 * 6 + 5 * 16 * 4) // 2
     assert flops.fft == fft and flops.decoder == classifier + fft
 
 

@@ -166,6 +166,25 @@ def test_truncation_is_low_pass_and_normalised():
     assert layer(hi.contiguous()).abs().max() < 1e-5
 
 
+def _crop_full_spectrum(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The definition: the low band of the complex 2-D spectrum, inverse at ``size``, real part."""
+    spec = torch.fft.fft2(x, norm="forward")
+    for dim, kept in ((-2, size[0]), (-1, size[1])):
+        n, positive = spec.shape[dim], (kept + 1) // 2
+        parts = [spec.narrow(dim, 0, positive), spec.narrow(dim, n - (kept - positive), kept - positive)]
+        spec = torch.cat(parts, dim=dim)
+    return torch.fft.ifft2(spec, s=size, norm="forward").real
+
+
+@pytest.mark.parametrize("full", [(16, 12), (15, 9), (8, 7)])
+def test_spectral_resize_matches_the_full_spectrum_crop(full):
+    # real transforms (rfft2/irfft2) give the numbers of the complex crop, Nyquist rows included
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, *full, dtype=torch.float64)
+    for size in [(h, w) for h in range(1, full[0] + 1) for w in range(1, full[1] + 1)]:
+        assert torch.allclose(spectral_resize(x, size), _crop_full_spectrum(x, size), atol=1e-12), size
+
+
 def test_truncation_sizes_identity_and_gradient():
     assert truncated_size(33, 20, 0.5) == (16, 10)
     assert truncated_size(3, 3, 0.1) == (1, 1)
@@ -173,6 +192,7 @@ def test_truncation_sizes_identity_and_gradient():
     assert SpectralTruncation(1.0)(x) is x
     assert SpectralTruncation(0.5, "resize")(x).shape == (2, 4, 5, 7)
     assert torch.autograd.gradcheck(lambda t: spectral_resize(t, (5, 7)), (x[:1, :1],))
+    assert torch.autograd.gradcheck(lambda t: spectral_resize(t, (4, 6)), (x[:1, :1],))  # even: Nyquist rows
 
 
 @pytest.mark.slow

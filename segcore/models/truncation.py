@@ -70,20 +70,42 @@ def _low_band(spec: torch.Tensor, size: int, dim: int) -> torch.Tensor:
     return torch.cat(parts, dim=dim)
 
 
+def _even_nyquist_row(spec: torch.Tensor, rows: torch.Tensor, size: tuple[int, int], full_width: int) -> torch.Tensor:
+    """``rows`` (the kept rows of the half spectrum ``spec``; an even kept height below the full
+    one) with its last kept row, frequency ``-h/2``, set to what the real part of the full crop's
+    inverse sees there: the mean of rows ``-h/2`` and ``+h/2`` (the crop drops ``+h/2``), except at
+    column ``w/2`` of an even, cropped width, where it sees ``+h/2`` alone."""
+    height, width = size
+    half = height // 2
+    plus, minus = spec.narrow(-2, half, 1), spec.narrow(-2, spec.shape[-2] - half, 1)
+    nyquist = (plus + minus) / 2
+    if width % 2 == 0 and width < full_width:
+        corner = width // 2
+        nyquist = torch.cat([nyquist.narrow(-1, 0, corner), plus.narrow(-1, corner, 1),
+                             nyquist.narrow(-1, corner + 1, nyquist.shape[-1] - corner - 1)], dim=-1)
+    return torch.cat([rows.narrow(-2, 0, half), nyquist, rows.narrow(-2, half + 1, height - half - 1)], dim=-2)
+
+
 def spectral_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Resample ``x`` ``(N, C, H, W)`` down to ``size`` by cropping its 2-D spectrum (low band).
 
-    Half precision runs in float32 (half-precision FFTs need power-of-two sizes); the result has
-    ``x``'s dtype.
+    The result is the real part of the inverse FFT, at ``size``, of the low band of ``fft2(x)``
+    (:func:`_low_band` on both axes); it is computed with real transforms (``rfft2``/``irfft2``,
+    half the work of complex ones), which give the same numbers. Half precision runs in float32
+    (half-precision FFTs need power-of-two sizes); the result has ``x``'s dtype.
     """
     height, width = size
-    if (height, width) == tuple(x.shape[-2:]):
+    full_height, full_width = x.shape[-2:]
+    if (height, width) == (full_height, full_width):
         return x
     dtype = x.dtype
     work = x if x.dtype in (torch.float32, torch.float64) else x.float()
-    spec = torch.fft.fft2(work, norm="forward")
-    spec = _low_band(_low_band(spec, height, -2), width, -1)
-    out = torch.fft.ifft2(spec, s=(height, width), norm="forward").real
+    spec = torch.fft.rfft2(work, norm="forward")  # columns 0 .. W//2: the others are their conjugates
+    rows = _low_band(spec, height, -2)
+    if height % 2 == 0 and height < full_height:
+        rows = _even_nyquist_row(spec, rows, size, full_width)
+    band = rows.narrow(-1, 0, min(width // 2 + 1, rows.shape[-1]))
+    out = torch.fft.irfft2(band, s=(height, width), norm="forward")
     return out.to(dtype)
 
 
