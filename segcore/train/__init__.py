@@ -19,7 +19,7 @@ and ``result`` (:class:`TrialResult` and its JSON form).
 
 from segcore.train.checkpoint import CHECKPOINT_FILE, save_checkpoint
 from segcore.train.data import CachedSamples
-from segcore.train.device import resolve_device
+from segcore.train.device import DeviceChoice, choose_device
 from segcore.train.evaluation import evaluate
 from segcore.train.loop import ReportFn, fit
 from segcore.train.losses import soft_cross_entropy, training_loss, training_targets
@@ -28,7 +28,7 @@ from segcore.train.result import TrialResult, result_to_dict
 from segcore.train.validate import resolve_config, validate_config
 
 __all__ = [
-    "fit", "ReportFn", "validate_config", "resolve_config", "TrialResult", "result_to_dict", "resolve_device",
-    "training_targets", "training_loss", "soft_cross_entropy", "evaluate", "palette", "render_sample",
-    "save_checkpoint", "CachedSamples", "CHECKPOINT_FILE",
+    "fit", "ReportFn", "validate_config", "resolve_config", "TrialResult", "result_to_dict", "choose_device",
+    "DeviceChoice", "training_targets", "training_loss", "soft_cross_entropy", "evaluate", "palette",
+    "render_sample", "save_checkpoint", "CachedSamples", "CHECKPOINT_FILE",
 ]

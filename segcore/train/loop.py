@@ -12,20 +12,25 @@ import torch
 
 from segcore.config.trial import TrialConfig
 from segcore.cost import measure_cost
+from segcore.metrics import SegmentationScores
 from segcore.models import create_model
 from segcore.names import METRIC_EPOCH, METRIC_MIOU, METRIC_PIXEL_ACCURACY, METRIC_TRAIN_LOSS
-from segcore.train.checkpoint import EpochCheckpoints, find_checkpoint, restore_checkpoint, save_checkpoint, seed_everything
+from segcore.train.checkpoint import (
+    EpochCheckpoints, find_checkpoint, restore_checkpoint, save_checkpoint, seed_everything,
+)
 from segcore.train.data import build_data, epoch_seed, make_loader
-from segcore.train.device import resolve_device
+from segcore.train.device import choose_device
 from segcore.train.evaluation import evaluate
 from segcore.train.losses import training_loss
 from segcore.train.render import render_sample
 from segcore.train.result import TrialResult
 from segcore.train.validate import check_size, resolve_config, validate_config
 
-__all__ = ["fit", "ReportFn"]
+__all__ = ["fit", "ReportFn", "BatchFn"]
 
 ReportFn = Callable[[dict[str, float], str | None], None]
+#: ``on_batch(epoch, batch, batches, loss)``: after each training step (``batch`` 1-based of ``batches``).
+BatchFn = Callable[[int, int, int, float], None]
 
 
 @dataclass
@@ -51,6 +56,7 @@ class _Training:
     scaler: torch.amp.GradScaler
     device: torch.device
     amp: bool
+    steps_per_epoch: int
 
 
 def _open_data(cfg: TrialConfig) -> _Data:
@@ -94,15 +100,16 @@ def _build_training(cfg: TrialConfig, data: _Data, device: torch.device) -> _Tra
         optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     else:
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    total_steps = max(1, cfg.epochs * _steps_per_epoch(cfg, data.train_set))
+    steps_per_epoch = _steps_per_epoch(cfg, data.train_set)
+    total_steps = max(1, cfg.epochs * steps_per_epoch)
     # Poly schedule (DeepLab): lr * (1 - step / total) ** 0.9, stepped per batch.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / total_steps) ** 0.9)
     amp = bool(cfg.amp and device.type == "cuda")
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    return _Training(model, optimizer, scheduler, scaler, device, amp)
+    return _Training(model, optimizer, scheduler, scaler, device, amp, steps_per_epoch)
 
 
-def _train_epoch(training: _Training, data: _Data, cfg: TrialConfig, epoch: int) -> float:
+def _train_epoch(training: _Training, data: _Data, cfg: TrialConfig, epoch: int, on_batch: BatchFn | None) -> float:
     """One pass over the training batches (``max_train_batches`` at most); the mean loss."""
     # Transforms (crop, flip) and dropout draw from the global RNG: seed it per epoch too.
     torch.manual_seed(epoch_seed(cfg.seed, epoch))
@@ -126,15 +133,32 @@ def _train_epoch(training: _Training, data: _Data, cfg: TrialConfig, epoch: int)
         training.scheduler.step()
         loss_sum += float(loss.detach())
         batches += 1
+        if on_batch is not None:
+            on_batch(epoch, batches, training.steps_per_epoch, loss_sum / batches)
     return loss_sum / max(batches, 1)
 
 
-def _evaluate(training: _Training, data: _Data, cfg: TrialConfig):
+def _evaluate(training: _Training, data: _Data, cfg: TrialConfig) -> SegmentationScores:
     loader = make_loader(data.val_set, cfg, train=False)
     return evaluate(training.model, loader, cfg, data.num_classes, data.ignore_index, training.device, training.amp)
 
 
-def fit(config: TrialConfig | dict, report: ReportFn | None = None, *, resume_from: str | None = None) -> TrialResult:
+def _epoch_metrics(epoch: int, scores: SegmentationScores, train_loss: float, seconds: float,
+                   cost: dict[str, float]) -> dict[str, float]:
+    """What ``report`` receives after an epoch (the keys of ``segcore.names`` where it has them)."""
+    return {
+        METRIC_EPOCH: float(epoch),
+        METRIC_MIOU: scores.miou,
+        METRIC_PIXEL_ACCURACY: scores.pixel_accuracy,
+        "mean_accuracy": scores.mean_accuracy,
+        METRIC_TRAIN_LOSS: train_loss,
+        "epoch_seconds": seconds,
+        **cost,
+    }
+
+
+def fit(config: TrialConfig | dict, report: ReportFn | None = None, *, resume_from: str | None = None,
+        on_batch: BatchFn | None = None) -> TrialResult:
     """Train, evaluate and cost one configuration.
 
     Args:
@@ -149,6 +173,9 @@ def fit(config: TrialConfig | dict, report: ReportFn | None = None, *, resume_fr
             copies it during ``report`` — Ray Tune's ``Checkpoint.from_directory`` does).
         resume_from: a checkpoint directory (or ``checkpoint.pt``) from an earlier report; the
             trial continues with the next epoch and ends exactly as an uninterrupted one would.
+        on_batch: called after every training step as ``on_batch(epoch, batch, batches, loss)``:
+            the 1-based batch of the epoch's ``batches`` and the epoch's mean loss so far (for a
+            progress bar).
 
     Returns:
         A :class:`TrialResult`.
@@ -160,7 +187,8 @@ def fit(config: TrialConfig | dict, report: ReportFn | None = None, *, resume_fr
     cfg = validate_config(config)
     checkpoint_file = find_checkpoint(resume_from) if resume_from is not None else None
     resolved = resolve_config(cfg)
-    device = resolve_device(cfg.device)
+    device_choice = choose_device(cfg.device)
+    device = device_choice.device
     seed_everything(cfg.seed)
     data = _open_data(cfg)
     training = _build_training(cfg, data, device)
@@ -178,17 +206,9 @@ def fit(config: TrialConfig | dict, report: ReportFn | None = None, *, resume_fr
     try:
         for epoch in range(start_epoch, cfg.epochs + 1):
             started = time.perf_counter()
-            train_loss = _train_epoch(training, data, cfg, epoch)
+            train_loss = _train_epoch(training, data, cfg, epoch, on_batch)
             scores = _evaluate(training, data, cfg)
-            metrics = {
-                METRIC_EPOCH: float(epoch),
-                METRIC_MIOU: scores.miou,
-                METRIC_PIXEL_ACCURACY: scores.pixel_accuracy,
-                "mean_accuracy": scores.mean_accuracy,
-                METRIC_TRAIN_LOSS: train_loss,
-                "epoch_seconds": time.perf_counter() - started,
-                **cost,
-            }
+            metrics = _epoch_metrics(epoch, scores, train_loss, time.perf_counter() - started, cost)
             history.append(metrics)
             checkpoint_dir = checkpoints.directory(epoch)
             if checkpoint_dir is not None:
@@ -209,7 +229,9 @@ def fit(config: TrialConfig | dict, report: ReportFn | None = None, *, resume_fr
         history=history,
         per_class_iou={name: float(iou) for name, iou in zip(data.class_names, scores.per_class_iou)},
         cost=cost,
-        samples=render_sample(training.model, data.val_set, cfg, data.num_classes, data.ignore_index, device),
+        samples=render_sample(training.model, data.val_set, cfg, data.num_classes, data.ignore_index, device,
+                              class_names=data.class_names),
         device=str(device),
+        gpu_fallback=device_choice.gpu_fallback,
         epochs_completed=int(final[METRIC_EPOCH]),
     )

@@ -22,8 +22,11 @@ class TrialResult:
         per_class_iou: class name -> IoU of the last evaluation (NaN for classes absent from both
             truth and prediction).
         cost: the ``COST_METRICS`` of the configuration.
-        samples: ``(H, W*3, 3)`` uint8 panel image | truth | prediction, or ``None``.
-        device: the device trained on (``cpu``, ``cuda``, ``cuda:1``...).
+        samples: the sample panel (:func:`segcore.train.render.sample_panel`: image | labels |
+            prediction with titles and a class legend), ``(rows, columns, 3)`` uint8 RGB, or ``None``.
+        device: the device trained on (``cpu`` or ``cuda``).
+        gpu_fallback: a GPU was wanted but CUDA was not usable, so the trial ran on the CPU
+            (:func:`segcore.train.device.choose_device`).
         epochs_completed: epochs trained in total (including those before a resume).
     """
 
@@ -34,6 +37,7 @@ class TrialResult:
     cost: dict[str, float] = field(default_factory=dict)
     samples: np.ndarray | None = None
     device: str = "cpu"
+    gpu_fallback: bool = False
     epochs_completed: int = 0
 
 
@@ -46,5 +50,6 @@ def result_to_dict(result: TrialResult) -> dict:
         "per_class_iou": result.per_class_iou,
         "history": result.history,
         "device": result.device,
+        "gpu_fallback": result.gpu_fallback,
         "epochs_completed": result.epochs_completed,
     })

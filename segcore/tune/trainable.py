@@ -53,14 +53,13 @@ def node_label() -> str:
 
 
 def _device(config: dict[str, Any]) -> tuple[str, bool]:
-    """(device to use, whether a granted GPU had to be given up for the CPU)."""
-    import torch
+    """(device to use, whether a wanted GPU had to be given up for the CPU), decided by
+    :func:`segcore.train.choose_device` with the GPUs Ray granted this trial."""
+    from segcore.train import choose_device
 
-    wanted = config.get("device", "auto")
-    granted = bool(ray.get_gpu_ids()) if ray.is_initialized() else False
-    if torch.cuda.is_available() and wanted != "cpu":
-        return ("cuda" if wanted in ("auto", "cuda") else wanted), False
-    return "cpu", granted or wanted == "cuda"
+    granted = bool(ray.get_gpu_ids()) if ray.is_initialized() else None
+    choice = choose_device(config.get("device", "auto"), gpu_granted=granted)
+    return choice.device.type, choice.gpu_fallback
 
 
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
