@@ -1,11 +1,17 @@
-"""``segcore train``: one trial from the command line — progress per epoch, a result JSON."""
+"""``segcore train``: one trial from the command line — progress within each epoch, a result JSON."""
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
 import sys
 from pathlib import Path
+from typing import TextIO
+
+from segcore.formatting import parse_key_values
+from segcore.names import METRIC_EPOCH, METRIC_MIOU, METRIC_PIXEL_ACCURACY, METRIC_TRAIN_LOSS
 
 COMMAND = "train"
 ORDER = 20
@@ -20,18 +26,6 @@ _FIELDS = {  # CLI dest -> TrialConfig field (only those given on the command li
     "weights": "weights", "weights_backbone": "weights_backbone", "train_split": "train_split",
     "val_split": "val_split",
 }
-
-
-def _key_values(items: list[str] | None, flag: str) -> dict:
-    import yaml
-
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"{flag} expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
-    return out
 
 
 def build_config(args: argparse.Namespace) -> dict:
@@ -56,56 +50,116 @@ def build_config(args: argparse.Namespace) -> dict:
     if args.no_hflip:
         config["hflip"] = False
     if args.option:
-        config["model_options"] = {**config.get("model_options", {}), **_key_values(args.option, "--option")}
+        config["model_options"] = {**config.get("model_options", {}), **parse_key_values(args.option, "--option")}
     if args.dataset_option:
         config["dataset_options"] = {
-            **config.get("dataset_options", {}), **_key_values(args.dataset_option, "--dataset-option")
+            **config.get("dataset_options", {}), **parse_key_values(args.dataset_option, "--dataset-option")
         }
     return config
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _reports_no_width(stream: TextIO) -> bool:
+    """A terminal of zero columns and rows (a pseudo-terminal nobody sized)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns == 0
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return False
+
+
+class TrainingProgress:
+    """What ``segcore train`` shows while it trains.
+
+    Every epoch ends with one plain line (loss, mIoU, pixel accuracy, seconds) written to ``out``
+    and flushed at once, so a log file or a pipe sees each epoch as it finishes. Within an epoch,
+    a tqdm bar over the batches goes to ``bar_stream`` — only when that stream is a terminal
+    (``show_bar=None``), since a bar's carriage returns would litter a file.
+    """
+
+    def __init__(self, epochs: int, *, out: TextIO | None = None, bar_stream: TextIO | None = None,
+                 show_bar: bool | None = None):
+        self.epochs = epochs
+        self.out = out if out is not None else sys.stdout
+        self.bar_stream = bar_stream if bar_stream is not None else sys.stderr
+        self.show_bar = _is_terminal(self.bar_stream) if show_bar is None else show_bar
+        self._bar = None
+
+    def say(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def batch(self, epoch: int, batch: int, batches: int, loss: float) -> None:
+        """``fit``'s ``on_batch``: advance the bar."""
+        if not self.show_bar:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+
+            unsized = _reports_no_width(self.bar_stream)  # then tqdm would draw nothing
+            self._bar = tqdm(total=batches, desc=f"epoch {epoch}/{self.epochs}", unit="batch",
+                             file=self.bar_stream, leave=False, dynamic_ncols=not unsized,
+                             ncols=100 if unsized else None, nrows=24 if unsized else None)
+        self._bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        self._bar.update(1)
+        if batch == batches:  # a full bar while the epoch is evaluated (tqdm throttles redraws)
+            self._bar.refresh()
+
+    def epoch(self, metrics: dict[str, float], checkpoint_dir: str | None = None) -> None:
+        """``fit``'s ``report``: close the bar, write the epoch's line."""
+        self.close()
+        self.say(
+            f"epoch {int(metrics[METRIC_EPOCH])}/{self.epochs}  loss {metrics[METRIC_TRAIN_LOSS]:.4f}  "
+            f"mIoU {metrics[METRIC_MIOU]:.4f}  pixel acc {metrics[METRIC_PIXEL_ACCURACY]:.4f}  "
+            f"{metrics['epoch_seconds']:.1f}s"
+        )
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def summary(result) -> str:
+    """The closing line: device, mIoU and the cost; annotation cost relative to dense labels."""
+    cost = result.cost
+    return (
+        f"done on {result.device}: mIoU {result.metrics[METRIC_MIOU]:.4f}  GFLOPs {cost['gflops']:.3f} "
+        f"(decoder {cost['decoder_gflops']:.3f})  params {cost['params_m']:.2f}M  "
+        f"latency {cost['latency_ms']:.1f} ms  relative annotation units {cost['relative_annotation_units']:.4f}"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from segcore.train import fit, result_to_dict, validate_config
 
-    config = build_config(args)
-    cfg = validate_config(config)  # errors before any data is opened
-    epochs = cfg.epochs
-
-    def progress(metrics: dict, checkpoint_dir: str | None) -> None:
-        print(
-            f"epoch {int(metrics['epoch'])}/{epochs}  loss {metrics['train_loss']:.4f}  "
-            f"mIoU {metrics['miou']:.4f}  pixel acc {metrics['pixel_accuracy']:.4f}  "
-            f"{metrics['epoch_seconds']:.1f}s",
-            flush=True,
-        )
-
-    print(
+    cfg = validate_config(build_config(args))  # errors before any data is opened
+    progress = TrainingProgress(cfg.epochs)
+    progress.say(
         f"training {cfg.network} on {cfg.dataset}: grid_stride={cfg.grid_stride} loss_at={cfg.loss_at} "
-        f"keep={cfg.keep} ({cfg.truncation}) block={cfg.block} ({cfg.block_mode}), {epochs} epoch(s)",
-        flush=True,
+        f"keep={cfg.keep} ({cfg.truncation}) block={cfg.block} ({cfg.block_mode}), {cfg.epochs} epoch(s)"
     )
-    result = fit(cfg, progress, resume_from=args.resume)
-    cost = result.cost
-    print(
-        f"done on {result.device}: mIoU {result.metrics['miou']:.4f}  GFLOPs {cost['gflops']:.3f} "
-        f"(decoder {cost['decoder_gflops']:.3f})  params {cost['params_m']:.2f}M  "
-        f"latency {cost['latency_ms']:.1f} ms  annotation units {cost['relative_annotation_units']:.4f}",
-        flush=True,
-    )
-    payload = result_to_dict(result)
-    text = json.dumps(payload, indent=2)
+    try:
+        result = fit(cfg, progress.epoch, resume_from=args.resume, on_batch=progress.batch)
+    finally:
+        progress.close()
+    progress.say(summary(result))
+    text = json.dumps(result_to_dict(result), indent=2)
     if args.out is not None:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text + "\n")
-        print(f"result written to {out}")
+        progress.say(f"result written to {out}")
     else:
-        sys.stdout.write(text + "\n")
+        progress.say(text)
     if args.samples is not None and result.samples is not None:
         from PIL import Image
 
         Image.fromarray(result.samples).save(args.samples)
-        print(f"sample panel written to {args.samples}")
+        progress.say(f"sample panel written to {args.samples}")
     return 0
 
 
@@ -150,5 +204,5 @@ def register(subparsers) -> None:
     p.add_argument("--checkpoint-dir", help="keep a checkpoint per epoch under DIR/epoch_E")
     p.add_argument("--resume", help="checkpoint directory to resume from")
     p.add_argument("--out", help="result JSON file (default: print it)")
-    p.add_argument("--samples", help="PNG file for the image | truth | prediction panel")
+    p.add_argument("--samples", help="PNG file for the sample panel: image | labels | prediction, with a class legend")
     p.set_defaults(func=run)
