@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from segcore import names
 
-from .knobs import FLOAT_FIELDS, SET_ELSEWHERE, check_space, check_trial_value, choices
+from .knobs import FLOAT_FIELDS, SEARCHABLE_FIELDS, SET_ELSEWHERE, check_space, check_trial_value, choices
 from .trial import TrialConfig
 
 if TYPE_CHECKING:
@@ -142,10 +142,40 @@ def _check_search(spec: SweepSpec, errors: list[tuple[str, str]]) -> None:
             errors.append(("search.population_size", f"only used by the optuna nsga2 sampler (algorithm is {algorithm!r})"))
     if algorithm == "optuna" and spec.search.population_size is not None and spec.sampler != "nsga2":
         errors.append(("search.population_size", f"only used by sampler nsga2 (sampler is {spec.sampler!r})"))
+    if algorithm != "grid" and spec.search.explicit_points:
+        errors.append(("search.axes" if spec.search.axes is not None else "search.seeds",
+                       f"only used by algorithm grid (algorithm is {algorithm!r})"))
+    if spec.search.axes is not None and not spec.search.axes:
+        errors.append(("search.axes", "empty list of axes; give at least one, or leave `axes` out"))
+    for i, axis in enumerate(spec.search.axes or []):
+        _check_axis(axis, f"search.axes[{i}]", errors)
+    if spec.search.seeds is not None:
+        if not spec.search.seeds:
+            errors.append(("search.seeds", "empty list of seeds; give at least one, or leave `seeds` out"))
+        elif len(set(spec.search.seeds)) != len(spec.search.seeds):
+            errors.append(("search.seeds", f"duplicate seeds (got {spec.search.seeds})"))
     if algorithm == "grid":
         for name, raw in spec.space.items():
             if isinstance(raw, dict) and name in FLOAT_FIELDS and raw.get("step") is None:
                 errors.append((f"space.{name}", "grid search needs a list or a range with `step` (a continuous range has no grid)"))
+
+
+def _check_axis(axis: dict[str, Any], where: str, errors: list[tuple[str, str]]) -> None:
+    """One axis of ``search.axes``: searchable knobs, each a value or a non-empty list of values."""
+    if not axis:
+        errors.append((where, "empty axis; name at least one knob and its values"))
+    for name, raw in axis.items():
+        if name in SET_ELSEWHERE or name not in SEARCHABLE_FIELDS:
+            errors.append((f"{where}.{name}", f"unknown knob {name!r}; valid knobs: {choices(SEARCHABLE_FIELDS)}"))
+            continue
+        values = list(raw) if isinstance(raw, (list, tuple)) else [raw]
+        if not values:
+            errors.append((f"{where}.{name}", "empty list of values"))
+        for j, value in enumerate(values):
+            field = f"{where}.{name}[{j}]" if isinstance(raw, (list, tuple)) else f"{where}.{name}"
+            msg = check_trial_value(name, value, field)
+            if msg:
+                errors.append((field, msg))
 
 
 def _check_runtime(spec: SweepSpec, errors: list[tuple[str, str]]) -> None:

@@ -98,6 +98,17 @@ class SearchSpec(_Strict):
     # would waste a slot, so a repeat gets the earlier result instead (Optuna's FAQ recipe).
     dedupe: bool = True
     population_size: int | None = Field(None, ge=2)
+    # `grid` only. Axes: sub-grids run one after another around the baseline in `space` (one-factor-
+    # at-a-time designs), e.g. [{grid_stride: [1, 2, 4, 8]}, {block: [2, 4], block_mode: [hard, soft]}];
+    # a knob an axis names overrides `space`, the searched knobs of `space` are crossed with every
+    # axis, and a configuration two axes share runs once. Seeds: every configuration runs once per seed.
+    axes: list[dict[str, Any]] | None = None
+    seeds: list[int] | None = None
+
+    @property
+    def explicit_points(self) -> bool:
+        """Whether the grid is a list of configurations (axes or seeds) rather than one product."""
+        return self.axes is not None or self.seeds is not None
 
 
 class AshaSpec(_Strict):
@@ -186,14 +197,34 @@ class SweepSpec(_Strict):
         return base
 
     def grid(self) -> list[dict[str, Any]]:
-        """Every combination of the searched knobs (the ``grid`` algorithm's trials, once each)."""
+        """The ``grid`` algorithm's configurations, once each: every combination of the searched
+        knobs, or, with ``search.axes``, the union of each axis crossed with the searched knobs it
+        does not name (in order, a configuration shared by two axes once); with ``search.seeds``,
+        each configuration once per seed."""
         knobs = self.searched_knobs()
-        axes = list(knobs)
-        combos = itertools.product(*(knobs[axis].grid_values() for axis in axes))
-        return [dict(zip(axes, combo)) for combo in combos]
+        points: list[dict[str, Any]] = []
+        seen: set[tuple] = set()
+        for axis in self.search.axes or [{}]:
+            varied = {name: list(v) if isinstance(v, (list, tuple)) else [v] for name, v in axis.items()}
+            crossed = {n: k.grid_values() for n, k in knobs.items() if n not in varied}
+            names = list(crossed) + list(varied)
+            values = [*crossed.values(), *varied.values()]
+            for combo in itertools.product(*values):
+                point = dict(zip(names, combo))
+                key = tuple(sorted((k, repr(v)) for k, v in point.items()))
+                if key not in seen:
+                    seen.add(key)
+                    points.append(point)
+        if self.search.seeds is not None:
+            # Seed-major: every configuration once before any runs again (a cut-short study has one
+            # seed of everything rather than two seeds of half).
+            points = [{**point, "seed": seed} for seed in self.search.seeds for point in points]
+        return points
 
     def space_size(self) -> int | None:
         """Number of distinct configurations, or ``None`` when a knob is continuous."""
+        if self.search.algorithm == "grid" and self.search.explicit_points:
+            return len(self.grid())
         size = 1
         for knob in self.searched_knobs().values():
             if knob.kind == "float" and knob.step is None:

@@ -156,7 +156,7 @@ def build_tuner(spec: SweepSpec, *, resume: bool = False, progress: bool = True)
         tune_config=tune.TuneConfig(
             search_alg=build_search(spec),
             scheduler=build_scheduler(spec),
-            num_samples=spec.num_samples if spec.search.algorithm != "optuna" else spec.num_trials(),
+            num_samples=spec.num_trials() if spec.search.algorithm == "optuna" or spec.search.explicit_points else spec.num_samples,
             trial_dirname_creator=trial_dirname,
             # A trial's process (torch imported, data code warm) serves the next trial: worker
             # start-up is most of the per-trial overhead on a small machine.

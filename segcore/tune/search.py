@@ -142,6 +142,8 @@ def param_space(spec: SweepSpec) -> dict[str, Any]:
     For ``optuna`` the searched knobs live in the searcher; Tune merges each suggestion into this.
     """
     space = spec.base_config()
+    if spec.search.algorithm == "grid" and spec.search.explicit_points:
+        return space  # the configurations are the searcher's points_to_evaluate
     if spec.search.algorithm != "optuna":
         for name, knob in spec.searched_knobs().items():
             space[name] = _ray_domain(knob, spec.search.algorithm)
@@ -171,6 +173,11 @@ def build_search(spec: SweepSpec) -> SearchAlgorithm | Searcher:
             dedupe=spec.search.dedupe,
         )
         return ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent)
+    if spec.search.algorithm == "grid" and spec.search.explicit_points:
+        # Axes and seeds make the grid a list of configurations, not one product of domains: each
+        # point replaces one of Tune's samples (num_samples = the points, see runner).
+        points = spec.grid() * spec.num_samples
+        return BasicVariantGenerator(points_to_evaluate=points, max_concurrent=spec.max_concurrent, random_state=spec.seed)
     return BasicVariantGenerator(max_concurrent=spec.max_concurrent, random_state=spec.seed)
 
 
