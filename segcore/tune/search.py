@@ -136,6 +136,24 @@ def _ray_domain(knob: Knob, algorithm: str):
     return tune.uniform(knob.low, knob.high)
 
 
+def grid_points(spec: SweepSpec) -> list[dict[str, Any]]:
+    """The explicit grid (``search.axes`` / ``search.seeds``), each point complete: a knob a point
+    does not name takes its baseline value from the spec, so no point is left to chance."""
+    points = spec.grid() * spec.num_samples
+    names = list(dict.fromkeys(name for point in points for name in point))
+    base = spec.base_config()
+    return [{name: point.get(name, base.get(name)) for name in names} for point in points]
+
+
+def _point_values(points: list[dict[str, Any]]) -> dict[str, list]:
+    values: dict[str, list] = {}
+    for point in points:
+        for name, value in point.items():
+            if value not in values.setdefault(name, []):
+                values[name].append(value)
+    return values
+
+
 def param_space(spec: SweepSpec) -> dict[str, Any]:
     """Tune's ``param_space``: the fixed trial config, plus sampling domains for grid/random.
 
@@ -143,7 +161,11 @@ def param_space(spec: SweepSpec) -> dict[str, Any]:
     """
     space = spec.base_config()
     if spec.search.algorithm == "grid" and spec.search.explicit_points:
-        return space  # the configurations are the searcher's points_to_evaluate
+        # The configurations are the searcher's points_to_evaluate; Tune wants each key they set
+        # to be a domain of the space that holds every value they give it.
+        for name, values in _point_values(grid_points(spec)).items():
+            space[name] = tune.choice(values)
+        return space
     if spec.search.algorithm != "optuna":
         for name, knob in spec.searched_knobs().items():
             space[name] = _ray_domain(knob, spec.search.algorithm)
@@ -176,8 +198,8 @@ def build_search(spec: SweepSpec) -> SearchAlgorithm | Searcher:
     if spec.search.algorithm == "grid" and spec.search.explicit_points:
         # Axes and seeds make the grid a list of configurations, not one product of domains: each
         # point replaces one of Tune's samples (num_samples = the points, see runner).
-        points = spec.grid() * spec.num_samples
-        return BasicVariantGenerator(points_to_evaluate=points, max_concurrent=spec.max_concurrent, random_state=spec.seed)
+        return BasicVariantGenerator(points_to_evaluate=grid_points(spec), max_concurrent=spec.max_concurrent,
+                                     random_state=spec.seed)
     return BasicVariantGenerator(max_concurrent=spec.max_concurrent, random_state=spec.seed)
 
 
