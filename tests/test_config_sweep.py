@@ -52,6 +52,15 @@ CATALOGUE = [
     ("unknown train field", with_("train", {"batchsize": 3}), "train.batchsize", "batch_size"),
     ("train and space both", with_("train", {"keep": 0.5}), "train.keep", "set it in one place"),
     ("bad name", with_("name", "my sweep/1"), "name", "letters, digits"),
+    ("axes with optuna", with_("search.axes", [{"block": [2]}]), "search.axes", "only used by algorithm grid"),
+    ("axis of an unknown knob", with_("search", {"algorithm": "grid", "axes": [{"stride": [2]}]},
+                                       with_("space.keep", 1.0)), "search.axes[0].stride", "valid knobs"),
+    ("axis value out of range", with_("search", {"algorithm": "grid", "axes": [{"keep": [0.5, 2.0]}]},
+                                       with_("space.keep", 1.0)), "search.axes[0].keep[1]", "2.0"),
+    ("empty axis", with_("search", {"algorithm": "grid", "axes": [{}]}, with_("space.keep", 1.0)),
+     "search.axes[0]", "empty axis"),
+    ("duplicate seeds", with_("search", {"algorithm": "grid", "seeds": [0, 0]}, with_("space.keep", 1.0)),
+     "search.seeds", "duplicate"),
     ("network_config of another network", with_("network_config", {"dan": {"lr": 0.1}}), "network_config.dan", "unet_tiny"),
     ("network_config bad value", with_("network_config", {"unet_tiny": {"lr": -1}}), "network_config.unet_tiny.lr", "greater than 0"),
 ]
@@ -117,6 +126,36 @@ def test_grid_enumerates_every_combination_times_num_samples():
     assert len(grid) == 2 * 4 * 2 and spec.num_trials() == 32
     assert sorted({g["keep"] for g in grid}) == [0.25, 0.5, 0.75, 1.0]
     assert spec.space_size() == 16
+
+
+def _axes_spec(**search) -> "SweepSpec":
+    base = with_("space", {"grid_stride": 2, "keep": 1.0, "block": 1, "truncation": "fft"},
+                 with_("networks", ["unet_tiny", "dan_tiny"], with_("num_samples", 1)))
+    return load_sweep_spec(with_("search", {"algorithm": "grid", **search}, base))
+
+
+def test_grid_axes_are_one_factor_at_a_time_around_the_baseline():
+    spec = _axes_spec(axes=[{"grid_stride": [1, 2, 4]}, {"keep": [0.5], "truncation": ["fft", "resize"]}])
+    grid = spec.grid()
+    # per network: strides 1, 2, 4 (2 is the baseline) + keep 0.5 x {fft, resize} = 5
+    assert len(grid) == 10 and spec.num_trials() == 10 and spec.space_size() == 10
+    assert grid[:3] == [{"network": "unet_tiny", "grid_stride": s} for s in (1, 2, 4)]
+    assert {"network": "dan_tiny", "keep": 0.5, "truncation": "resize"} in grid
+    # the baseline shared by two axes runs once: the stride axis holds it, the keep axis does not repeat it
+    with_baseline = _axes_spec(axes=[{"grid_stride": [1, 2]}, {"grid_stride": 2}])
+    assert len(with_baseline.grid()) == 4
+
+
+def test_grid_seeds_repeat_every_configuration_seed_major():
+    spec = _axes_spec(axes=[{"grid_stride": [1, 2]}], seeds=[3, 7])
+    grid = spec.grid()
+    assert spec.num_trials() == 8
+    assert [g["seed"] for g in grid] == [3, 3, 3, 3, 7, 7, 7, 7]
+    assert grid[0] == {"network": "unet_tiny", "grid_stride": 1, "seed": 3}
+    # without axes, seeds repeat the plain product
+    plain = load_sweep_spec(with_("search", {"algorithm": "grid", "seeds": [0, 1]},
+                                  with_("space.keep", 1.0, with_("num_samples", 1))))
+    assert plain.num_trials() == 2 * 2 * 2
 
 
 def test_optuna_dedupe_caps_trials_at_a_small_space():

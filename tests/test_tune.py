@@ -16,7 +16,7 @@ from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Searcher 
 from segcore.tune.validate import load_sweep  # noqa: E402
 from segcore.tracking import schema  # noqa: E402
 from segcore.tune.callbacks import trial_status  # noqa: E402
-from segcore.tune.search import DedupOptunaSearch, build_search, optuna_space, param_space  # noqa: E402
+from segcore.tune.search import DedupOptunaSearch, build_search, grid_points, optuna_space, param_space  # noqa: E402
 
 
 def spec_dict(tmp_path, **overrides) -> dict:
@@ -129,6 +129,22 @@ def test_spec_to_search_and_space(tmp_path):
     grid = load_sweep(spec_dict(tmp_path, search={"algorithm": "grid"}), check_paths=False)
     assert isinstance(build_search(grid), BasicVariantGenerator)
     assert param_space(grid)["keep"] == {"grid_search": [0.5, 1.0]}
+
+
+def test_grid_axes_become_complete_points_to_evaluate(tmp_path):
+    search = {"algorithm": "grid", "axes": [{"grid_stride": [2, 4]}, {"block": [2]}], "seeds": [0, 1]}
+    spec = load_sweep(spec_dict(tmp_path, networks=["unet_tiny"], search=search, num_samples=1,
+                                space={"grid_stride": 2, "keep": 1.0, "block": 1}), check_paths=False)
+    points = grid_points(spec)
+    # 3 configurations (stride 2 and 4 at block 1, block 2 at stride 2) x 2 seeds, each naming every varied key
+    assert points == [
+        {"grid_stride": g, "block": b, "seed": seed} for seed in (0, 1) for g, b in ((2, 1), (4, 1), (2, 2))
+    ]
+    space = param_space(spec)
+    assert space["seed"].categories == [0, 1] and space["grid_stride"].categories == [2, 4]
+    assert space["keep"] == 1.0 and space["network"] == "unet_tiny"
+    searcher = build_search(spec)
+    assert isinstance(searcher, BasicVariantGenerator) and searcher._points_to_evaluate == points
 
 
 # --- real sweeps --------------------------------------------------------------------------------

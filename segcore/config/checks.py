@@ -173,7 +173,7 @@ def _check_axis(axis: dict[str, Any], where: str, errors: list[tuple[str, str]])
             errors.append((f"{where}.{name}", "empty list of values"))
         for j, value in enumerate(values):
             field = f"{where}.{name}[{j}]" if isinstance(raw, (list, tuple)) else f"{where}.{name}"
-            msg = check_trial_value(name, value, field)
+            msg = check_trial_value(name, value)
             if msg:
                 errors.append((field, msg))
 
