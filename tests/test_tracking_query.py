@@ -114,3 +114,38 @@ def test_names_with_quotes_are_escaped_in_filters(tmp_path, monkeypatch):
     experiment_id = query.find_experiment(client, experiment).experiment_id
     assert [r.info.run_id for r in query.find_sweep_runs(client, experiment_id, sweep)] == [parent]
     assert len(query.trial_runs(client, experiment_id, sweep)) == 1
+
+
+def _seeded(record: dict, seed: int) -> dict:
+    record["config"]["seed"] = seed
+    return record
+
+
+CURVE_TRIALS = [
+    _seeded(trial("c1", "dan", 4, 0.50, 6.0, epochs=3, train_loss=0.8, annotation_units=100.0), 7),
+    _seeded(trial("c2", "dan", 8, 0.40, 3.0, epochs=3, epochs_run=1, train_loss=0.9,
+                  status=schema.STATUS_EARLY_STOPPED), 7),
+    _seeded(trial("c3", "unet", 4, None, 2.0, status=schema.STATUS_FAILED), 0),
+]
+
+
+def test_load_curves_one_row_per_trial_and_epoch(tmp_path, monkeypatch):
+    uri = sqlite_uri(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    write_sweep(uri, "curves", CURVE_TRIALS, spectrum=None)
+    curves = query.load_curves("curves", uri)
+    # c1 ran 3 epochs, c2 was stopped after 1, c3 failed before logging any epoch.
+    assert list(zip(curves["trial_id"], curves["epoch"])) == [("c1", 1), ("c1", 2), ("c1", 3), ("c2", 1)]
+    c1 = curves[curves["trial_id"] == "c1"]
+    # The recorder's test sweeps scale mIoU by epoch / epochs run: 0.5 * (1/3, 2/3, 1).
+    assert c1["miou"].tolist() == pytest.approx([0.5 / 3, 1.0 / 3, 0.5])
+    assert c1["train_loss"].tolist() == pytest.approx([0.8, 0.8, 0.8])
+    assert (c1["gflops"] == 6.0).all() and (c1["annotation_units"] == 100.0).all()
+    assert curves["epoch"].dtype == "int64" and curves["grid_stride"].dtype == "int64"
+    assert curves["seed"].tolist() == [7, 7, 7, 7]
+    assert curves.set_index("trial_id").loc["c2", "status"] == schema.STATUS_EARLY_STOPPED
+    assert curves["full_length"].tolist() == [True, True, True, False]
+    assert (curves["epochs"] == 3).all() and curves["timestamp"].notna().all()
+    assert list(curves.columns[:6]) == ["trial_id", "run_id", "sweep", "status", "full_length", "epochs"]
+    with pytest.raises(ValueError, match="no trial of sweep 'other' that logged an epoch"):
+        query.load_curves("curves", uri, sweep="other")

@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # MLflow is imported lazily: reading the schema or the docs s
 __all__ = [
     "find_experiment",
     "find_sweep_runs",
+    "load_curves",
     "load_spectrum",
     "load_sweep_spec",
     "load_trials",
@@ -264,6 +265,79 @@ def load_trials(
         frame = frame[frame["full_length"]]
     order = ["network", "grid_stride", "keep", "block", "trial_id"]
     return frame.sort_values(order, na_position="last", kind="stable").reset_index(drop=True)
+
+
+# The per-epoch metrics of a learning curve, read with their whole history (step = epoch).
+_CURVE_METRICS = (schema.METRIC_MIOU, schema.METRIC_TRAIN_LOSS, schema.METRIC_PIXEL_ACCURACY)
+# Columns that lead the curves table, in this order (cost metrics follow).
+_CURVE_ID_COLUMNS = ("trial_id", "run_id", "sweep", "status", "full_length", "epochs")
+
+
+def load_curves(
+    experiment: str, tracking_uri: str | None = None, *, sweep: str | None = None
+) -> pd.DataFrame:
+    """One row per trial and epoch: the learning curves of a sweep's trials.
+
+    Every trial that logged at least one epoch is included, whatever its status (``status`` and
+    ``full_length`` say how it ended), so a recorded sweep can be replayed epoch by epoch. The
+    histories are read with ``MlflowClient.get_metric_history`` (which pages through the store
+    itself); the runs are listed page by page through :func:`segcore.tracking.store.search_all`.
+
+    Args:
+        experiment: MLflow experiment name (or id).
+        tracking_uri: MLflow tracking URI; default ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db``.
+        sweep: only the trials of this sweep name.
+
+    Returns:
+        Columns ``trial_id, run_id, sweep, status, full_length, epochs`` (planned), the knobs
+        (:data:`segcore.names.KNOB_PARAMS`, typed as in :func:`load_trials`), ``seed``, ``epoch``
+        (int, 1-based), ``miou``, ``train_loss``, ``pixel_accuracy`` (NaN where an epoch did not
+        log one), ``timestamp`` (when the epoch's mIoU was logged, UTC), then every cost metric
+        (constant per trial). Ordered by network, grid stride, keep, block, seed, trial, epoch.
+
+    Raises:
+        FileNotFoundError: the default SQLite store does not exist.
+        ValueError: unknown experiment, or no trial in it (or in ``sweep``) logged an epoch.
+    """
+    client = _client(tracking_uri)
+    exp = find_experiment(client, experiment)
+    runs = trial_runs(client, exp.experiment_id, sweep)
+    trials = runs_frame(runs) if runs else pd.DataFrame()
+    rows: list[dict[str, Any]] = []
+    for run, trial in zip(runs, trials.to_dict("records")):
+        rows.extend(_epoch_rows(client, run.info.run_id, trial))
+    if not rows:
+        where = f" of sweep {sweep!r}" if sweep else ""
+        raise ValueError(f"experiment {exp.name!r} holds no trial{where} that logged an epoch "
+                         f"({schema.METRIC_MIOU} with step = epoch): has its sweep run any epoch yet?")
+    frame = pd.DataFrame(rows)
+    frame["epoch"] = frame["epoch"].astype("int64")
+    frame["seed"] = pd.to_numeric(frame["seed"], errors="coerce").astype("Int64")
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="ms", utc=True)
+    for column in (*_CURVE_METRICS, *schema.COST_METRICS):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    lead = [*_CURVE_ID_COLUMNS, *schema.KNOB_PARAMS, "seed", "epoch", *_CURVE_METRICS, "timestamp",
+            *schema.COST_METRICS]
+    order = ["network", "grid_stride", "keep", "block", "seed", "trial_id", "epoch"]
+    frame = frame[lead].sort_values(order, na_position="last", kind="stable")
+    return frame.reset_index(drop=True)
+
+
+def _epoch_rows(client: MlflowClient, run_id: str, trial: dict[str, Any]) -> list[dict[str, Any]]:
+    """One trial's epochs: its per-epoch histories joined on the step, its cost on every row."""
+    fixed = {key: trial.get(key) for key in (*_CURVE_ID_COLUMNS, *schema.KNOB_PARAMS, "seed")}
+    fixed["run_id"] = run_id
+    fixed.update({key: trial.get(key) for key in schema.COST_METRICS})
+    by_epoch: dict[int, dict[str, Any]] = {}
+    for key in _CURVE_METRICS:
+        # A value logged twice at one step (the final metrics after the last epoch's): the later wins.
+        for point in sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp):
+            epoch = by_epoch.setdefault(int(point.step), {})
+            epoch[key] = point.value
+            if key == schema.METRIC_MIOU:
+                epoch["timestamp"] = point.timestamp
+    return [{**fixed, **{key: None for key in _CURVE_METRICS}, "timestamp": None, **values, "epoch": step}
+            for step, values in sorted(by_epoch.items()) if schema.METRIC_MIOU in values and step >= 1]
 
 
 def _parent_run(client: MlflowClient, experiment: str, sweep: str | None) -> Run:
