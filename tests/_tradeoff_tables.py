@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from _sweep_store import SPECTRUM
-from segcore.analysis.curves import oracle_curves
+from segcore.spectral.curves import oracle_curves
 
 STRIDES = [1, 2, 4, 8, 16, 32]
 

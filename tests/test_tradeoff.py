@@ -12,7 +12,7 @@ import pytest
 from _sweep_store import SPECTRUM
 from _tradeoff_tables import calibrated_table, saturating_table
 from segcore.analysis import fit_tradeoff
-from segcore.analysis.curves import oracle_curves
+from segcore.spectral.curves import oracle_curves
 from segcore.analysis.fitting import CALIBRATED_ORACLE, SATURATING
 
 

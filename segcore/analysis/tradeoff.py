@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from segcore.analysis.curves import OracleCurves, oracle_curves
+from segcore.spectral.curves import OracleCurves, oracle_curves
 from segcore.analysis.fitting import (
     CALIBRATED_ORACLE, CONSTANT, SATURATING, CostFit, CurveFit, accuracy_model, fit_accuracy, fit_cost,
 )
@@ -94,8 +94,9 @@ class TradeoffModel:
 
     def _ratio(self, image_scale) -> np.ndarray:
         """Trial pixels per spectrum pixel: a stride s of the trial spans s / ratio label pixels."""
-        base = self._curves.image_scale if self._curves is not None else 1.0
-        return np.asarray(image_scale, dtype=float) / base
+        if self._curves is not None:
+            return self._curves.label_ratio(image_scale)
+        return np.asarray(image_scale, dtype=float)
 
     def _features(self, grid_stride, keep, block, block_mode, image_scale) -> dict[str, np.ndarray]:
         s = np.atleast_1d(np.asarray(grid_stride, dtype=float))
@@ -113,9 +114,7 @@ class TradeoffModel:
             # Relative to the trial's own dense resolution (stride 1, block 1 of its images): the
             # labels it is scored against are already down-scaled; c is then the dense accuracy.
             dense = 1.0 / ratio
-            x["oracle"] = (self._curves.at_stride(x["s_eff"]) / self._curves.at_stride(dense)
-                           * self._curves.at_block(x["block"], block_mode)
-                           / self._curves.at_block(dense, block_mode))
+            x["oracle"] = self._curves.relative_oracle(x["s_eff"], x["block"], block_mode, dense)
         return x
 
     def predict(self, network: str, grid_stride: float, keep: float = 1.0, block: int = 1,

@@ -1,5 +1,7 @@
-"""The spectral oracle curves of a dataset (``spectrum.json``), read for the trade-off fit: the
-oracle mIoU of a grid by stride and of block annotation by block size, interpolated in log2.
+"""The spectral oracle curves of a dataset (``spectrum.json``): the oracle mIoU of a grid by stride
+and of block annotation by block size, interpolated in log2, and the oracle of one configuration
+relative to its dense resolution. Read by the trade-off fit (``segcore.analysis.tradeoff``) and by
+the spectral prior of a sweep's search (``segcore.tune.prior``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,27 @@ class OracleCurves:
             sel = modes == m
             out[sel] = np.interp(np.log2(block[sel]), np.log2(self.blocks), curve)
         return out
+
+    def relative_oracle(self, s_eff, block, block_mode, dense) -> np.ndarray:
+        """``O_grid(s_eff) * O_block(block)`` relative to both curves' value at ``dense``.
+
+        All sizes are in the spectrum's label pixels: ``s_eff = grid_stride / keep / ratio``,
+        ``block / ratio`` and ``dense = 1 / ratio``, where ``ratio`` is the trial's image scale over
+        the spectrum's (:meth:`label_ratio`). At a trial's own dense resolution the value is 1, so a
+        network's dense accuracy is its ceiling ``c`` (docs/design.md, Science: trade-off fit).
+        """
+        return (self.at_stride(s_eff) / self.at_stride(dense)
+                * self.at_block(block, block_mode) / self.at_block(dense, block_mode))
+
+    def label_ratio(self, image_scale) -> np.ndarray:
+        """Trial pixels per spectrum pixel: a stride ``s`` of the trial spans ``s / ratio`` label pixels."""
+        return np.asarray(image_scale, dtype=float) / self.image_scale
+
+    def config_oracle(self, grid_stride, keep=1.0, block=1, block_mode="hard", image_scale=1.0) -> np.ndarray:
+        """The relative oracle (:meth:`relative_oracle`) of configurations given by their knobs."""
+        ratio = self.label_ratio(image_scale)
+        s_eff = np.asarray(grid_stride, dtype=float) / np.asarray(keep, dtype=float) / ratio
+        return self.relative_oracle(s_eff, np.asarray(block, dtype=float) / ratio, block_mode, 1.0 / ratio)
 
 
 def oracle_curves(spectrum: Mapping[str, Any], variant: str = "soft") -> OracleCurves:
