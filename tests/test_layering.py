@@ -22,14 +22,14 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "segcore"
 
 #: Rooms that run without Ray and MLflow: the core, the science and one trial.
-LOW_ROOMS = ("names", "formatting", "config", "labels", "metrics", "spectral", "data", "models", "cost", "train")
+LOW_ROOMS = ("names", "formatting", "config", "labels", "metrics", "dominance", "spectral", "data", "models", "cost", "train")
 #: Rooms above ``train``: only they may use the sweep service and its record.
 UPPER_ROOMS = ("tune", "cli", "tracking", "analysis")
 HEAVY = ("ray", "mlflow")
 #: The arrows of docs/design.md as tiers: a room imports only rooms of a lower tier (and itself).
 TIERS = {
     "": 0, "names": 0, "formatting": 0,           # segcore/__init__.py and the shared names
-    "config": 1, "labels": 1, "metrics": 1,
+    "config": 1, "labels": 1, "metrics": 1, "dominance": 1,
     "spectral": 2, "data": 2, "models": 2, "cost": 2,
     "train": 3,
     "tracking": 4,

@@ -1,9 +1,10 @@
 """Pareto front and hypervolume of a trial table, for any mix of maximised and minimised objectives.
 
 Objectives are normalised to "minimise" first (a maximised column is negated), as Optuna does;
-a row dominates another when it is no worse in every objective and better in at least one. Rows
-with a missing (NaN) objective cannot be compared and never enter a front; identical rows (ties)
-do not dominate each other, so all copies of a non-dominated point stay on the front.
+the dominance rule itself is :func:`segcore.dominance.is_pareto_efficient` (re-exported here): a row
+dominates another when it is no worse in every objective and better in at least one. Rows with a
+missing (NaN) objective cannot be compared and never enter a front; identical rows (ties) do not
+dominate each other, so all copies of a non-dominated point stay on the front.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+
+from segcore.dominance import is_pareto_efficient
 
 __all__ = ["DEFAULT_OBJECTIVES", "hypervolume", "is_pareto_efficient", "losses", "pareto_front",
            "parse_objectives", "reference_point"]
@@ -69,26 +72,6 @@ def losses(df: pd.DataFrame, objectives: Mapping[str, str]) -> np.ndarray:
     cols = [pd.to_numeric(df[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
             * (-1.0 if d == "max" else 1.0) for name, d in objectives.items()]
     return np.stack(cols, axis=1) if cols else np.empty((len(df), 0))
-
-
-def is_pareto_efficient(loss: np.ndarray) -> np.ndarray:
-    """Boolean mask of the non-dominated rows of an (N, M) loss array (minimise every column).
-
-    Rows holding a NaN are never efficient and never dominate. O(N^2 M) in blocks of rows, which
-    is instant for the thousands of trials a sweep produces.
-    """
-    loss = np.asarray(loss, dtype=float)
-    valid = ~np.isnan(loss).any(axis=1)
-    points = loss[valid]
-    efficient = np.ones(len(points), dtype=bool)
-    for start in range(0, len(points), 512):
-        block = points[start:start + 512, None, :]                 # (B, 1, M)
-        no_worse = (points[None, :, :] <= block).all(axis=2)       # (B, N): j no worse than i
-        better = (points[None, :, :] < block).any(axis=2)          # (B, N): j better somewhere
-        efficient[start:start + 512] = ~(no_worse & better).any(axis=1)
-    mask = np.zeros(len(loss), dtype=bool)
-    mask[np.flatnonzero(valid)] = efficient
-    return mask
 
 
 def pareto_front(
