@@ -40,8 +40,15 @@ CATALOGUE = [
     ("unknown sampler", with_("search.sampler", "cmaes"), "search.sampler", "'nsga2' or 'tpe'"),
     ("sampler with grid", with_("search", {"algorithm": "grid", "sampler": "tpe"}), "search.sampler", "only used by"),
     ("grid over a continuous range", with_("search.algorithm", "grid"), "space.keep", "needs a list or a range with `step`"),
-    ("asha unknown metric", with_("asha", {"metric": "accuracy"}), "asha.metric", "valid metrics"),
-    ("asha grace >= epochs", with_("asha", {"grace_period": 2}), "asha.grace_period", "< epochs (2)"),
+    ("asha unknown metric", with_("scheduler", {"name": "asha", "metric": "accuracy"}), "scheduler.metric",
+     "valid metrics"),
+    ("scheduler grace >= epochs", with_("scheduler", {"name": "mo_asha", "grace_period": 2}),
+     "scheduler.grace_period", "< epochs (2)"),
+    ("unknown scheduler", with_("scheduler", {"name": "hyperband"}), "scheduler.name", "'asha' or 'mo_asha'"),
+    ("scheduler without a name", with_("scheduler", {"grace_period": 1}), "scheduler.name", "Field required"),
+    ("mo_asha with a metric", with_("scheduler", {"name": "mo_asha", "metric": "miou"}), "scheduler.metric",
+     "only used by scheduler asha; mo_asha ranks by every objective (miou, gflops)"),
+    ("the old asha key", with_("asha", {"metric": "miou"}), "asha", "scheduler"),
     ("gpu 1.5", with_("resources.gpu", 1.5), "resources.gpu", "whole GPUs"),
     ("negative gpu", with_("resources.gpu", -0.5), "resources.gpu", "greater than or equal to 0"),
     ("zero cpu", with_("resources.cpu", 0), "resources.cpu", "greater than 0"),
@@ -156,6 +163,19 @@ def test_grid_seeds_repeat_every_configuration_seed_major():
     plain = load_sweep_spec(with_("search", {"algorithm": "grid", "seeds": [0, 1]},
                                   with_("space.keep", 1.0, with_("num_samples", 1))))
     assert plain.num_trials() == 2 * 2 * 2
+
+
+def test_scheduler_ranks_by_its_metric_or_by_every_objective():
+    assert load_sweep_spec(good()).scheduler_objectives() == {}
+    mo = load_sweep_spec(with_("scheduler", {"name": "mo_asha", "reduction_factor": 3}))
+    assert mo.scheduler_objectives() == {"miou": "max", "gflops": "min"}
+    assert mo.to_dict()["scheduler"] == {"name": "mo_asha", "metric": None, "mode": None, "grace_period": 1,
+                                         "reduction_factor": 3.0}
+    asha = load_sweep_spec(with_("scheduler", {"name": "asha"}))
+    assert asha.scheduler_objectives() == {"miou": "max"}  # default metric, the objective's mode
+    assert asha.to_dict()["scheduler"]["metric"] == "miou" and asha.to_dict()["scheduler"]["mode"] == "max"
+    assert load_sweep_spec(with_("scheduler", {"name": "asha", "metric": "train_loss"})).scheduler_objectives() == {
+        "train_loss": "min"}  # not an objective: its natural mode
 
 
 def test_optuna_dedupe_caps_trials_at_a_small_space():

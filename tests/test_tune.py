@@ -166,7 +166,7 @@ def test_local_sweep_records_one_child_run_per_trial(tmp_path):
     from segcore.tune import run_sweep
 
     spec = load_sweep(
-        spec_dict(tmp_path, asha={"metric": "miou", "grace_period": 1}, network_config={"dan_tiny": {"lr": 0.02}})
+        spec_dict(tmp_path, scheduler={"name": "mo_asha", "grace_period": 1}, network_config={"dan_tiny": {"lr": 0.02}})
     )
     outcome = run_sweep(spec, address="local", num_cpus=2, progress=True)
     df = outcome.trials
@@ -199,7 +199,7 @@ def test_local_sweep_records_one_child_run_per_trial(tmp_path):
         if row["status"] == schema.STATUS_COMPLETED:
             assert steps == [1, 2]
             assert schema.ARTIFACT_PER_CLASS_IOU in {a.path for a in client.list_artifacts(run.info.run_id)}
-        else:  # stopped by ASHA after its first epoch: tagged, never "completed"
+        else:  # stopped by MO-ASHA after its first epoch: tagged, never "completed"
             assert steps == [1] and tags.get(schema.TAG_EARLY_STOPPED) == "true"
         assert "lr" not in run.data.metrics  # a param never doubles as a metric
 

@@ -43,10 +43,11 @@ def describe(spec) -> str:
     if algo == "optuna":
         algo += f" ({spec.sampler}{', dedupe' if spec.search.dedupe else ''}) behind a ConcurrencyLimiter"
     lines.append(f"  search:     {algo}")
-    if spec.asha is not None:
+    if spec.scheduler is not None:
+        ranked = ", ".join(f"{m} ({mode})" for m, mode in spec.scheduler_objectives().items())
         lines.append(
-            f"  scheduler:  ASHA on {spec.asha.metric} ({spec.asha_mode()}), grace {spec.asha.grace_period} epoch(s), "
-            f"reduction {spec.asha.reduction_factor:g}"
+            f"  scheduler:  {spec.scheduler.name} on {ranked}, grace {spec.scheduler.grace_period} epoch(s), "
+            f"reduction {spec.scheduler.reduction_factor:g}"
         )
     size = spec.space_size()
     lines += [

@@ -123,14 +123,26 @@ def _check_objectives(spec: SweepSpec, errors: list[tuple[str, str]]) -> None:
     for metric in spec.objectives:
         if metric not in VALID_METRICS:
             errors.append((f"objectives.{metric}", f"unknown metric {metric!r}; valid metrics: {valid}"))
-    if spec.asha is not None:
-        if spec.asha.metric not in VALID_METRICS:
-            errors.append(("asha.metric", f"unknown metric {spec.asha.metric!r}; valid metrics: {valid}"))
-        if spec.asha.grace_period >= spec.epochs:
-            errors.append((
-                "asha.grace_period",
-                f"must be < epochs ({spec.epochs}) for ASHA to stop anything (got {spec.asha.grace_period})",
-            ))
+    _check_scheduler(spec, errors)
+
+
+def _check_scheduler(spec: SweepSpec, errors: list[tuple[str, str]]) -> None:
+    scheduler = spec.scheduler
+    if scheduler is None:
+        return
+    if scheduler.name == "asha":
+        if scheduler.metric is not None and scheduler.metric not in VALID_METRICS:
+            errors.append(("scheduler.metric", f"unknown metric {scheduler.metric!r}; valid metrics: {choices(VALID_METRICS)}"))
+    else:
+        for field in ("metric", "mode"):
+            if getattr(scheduler, field) is not None:
+                errors.append((f"scheduler.{field}", f"only used by scheduler asha; {scheduler.name} ranks by "
+                               f"every objective ({choices(list(spec.objectives))})"))
+    if scheduler.grace_period >= spec.epochs:
+        errors.append((
+            "scheduler.grace_period",
+            f"must be < epochs ({spec.epochs}) for {scheduler.name} to stop anything (got {scheduler.grace_period})",
+        ))
 
 
 def _check_search(spec: SweepSpec, errors: list[tuple[str, str]]) -> None:

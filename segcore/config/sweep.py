@@ -14,7 +14,7 @@ each knob, what to optimise, how to search and with which resources per trial::
     train: {batch_size: 8, max_train_batches: 4}   # fixed TrialConfig fields
     objectives: {miou: max, gflops: min}
     search: {algorithm: optuna, sampler: nsga2}
-    asha: {metric: miou, grace_period: 1}
+    scheduler: {name: mo_asha, grace_period: 1}   # or {name: asha, metric: miou}
     num_samples: 8
     max_concurrent: 2
     resources: {cpu: 1, gpu: 0.5}
@@ -111,10 +111,15 @@ class SearchSpec(_Strict):
         return self.axes is not None or self.seeds is not None
 
 
-class AshaSpec(_Strict):
-    """Asynchronous successive halving on one metric (time unit: epochs)."""
+class SchedulerSpec(_Strict):
+    """Early stopping by asynchronous successive halving (time unit: epochs).
 
-    metric: str = names.METRIC_MIOU
+    ``asha`` ranks each rung by one metric (``metric``, ``mode``); ``mo_asha`` by non-dominated
+    sorting over every objective of the sweep, so cheap trials on the front's low-cost end go on.
+    """
+
+    name: Literal["asha", "mo_asha"]
+    metric: str | None = None
     mode: Literal["max", "min"] | None = None
     grace_period: int = Field(1, ge=1)
     reduction_factor: float = Field(2.0, gt=1.0)
@@ -143,7 +148,7 @@ class SweepSpec(_Strict):
         default_factory=lambda: {names.METRIC_MIOU: "max", "gflops": "min"}
     )
     search: SearchSpec = Field(default_factory=SearchSpec)
-    asha: AshaSpec | None = None
+    scheduler: SchedulerSpec | None = None
     num_samples: int = Field(8, ge=1)
     max_concurrent: int = Field(2, ge=1)
     max_failures: int = Field(1, ge=0)
@@ -249,18 +254,24 @@ class SweepSpec(_Strict):
         cfg.update(self.network_config.get(cfg.get("network"), {}))
         return cfg
 
-    def asha_mode(self) -> str | None:
-        if self.asha is None:
-            return None
-        return self.asha.mode or self.objectives.get(self.asha.metric) or _natural_mode(self.asha.metric)
+    def scheduler_objectives(self) -> dict[str, str]:
+        """What the scheduler ranks a rung by, ``{metric: mode}``: every objective for ``mo_asha``;
+        for ``asha`` its one metric (default ``miou``) with its mode (given, else the objective's,
+        else the metric's natural one); nothing without a scheduler."""
+        if self.scheduler is None:
+            return {}
+        if self.scheduler.name == "mo_asha":
+            return dict(self.objectives)
+        metric = self.scheduler.metric or names.METRIC_MIOU
+        return {metric: self.scheduler.mode or self.objectives.get(metric) or _natural_mode(metric)}
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec (defaults filled in), JSON/YAML-safe, for logging on the parent run."""
         data = self.model_dump(mode="json")
         data["experiment"] = self.experiment_name
         data["search"]["sampler"] = self.sampler if self.search.algorithm == "optuna" else None
-        if self.asha is not None:
-            data["asha"]["mode"] = self.asha_mode()
+        if self.scheduler is not None and self.scheduler.name == "asha":
+            ((data["scheduler"]["metric"], data["scheduler"]["mode"]),) = self.scheduler_objectives().items()
         return data
 
 

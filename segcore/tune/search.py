@@ -4,10 +4,11 @@
   several objectives, NSGA-II or TPE) behind a ``ConcurrencyLimiter``.
 * ``grid`` / ``random``: Ray's ``BasicVariantGenerator`` over ``tune.grid_search`` / sampling
   domains in the parameter space.
-* ``asha``: ``AsyncHyperBandScheduler`` on one metric, time unit ``epoch``.
+* ``scheduler``: ``asha`` is Ray's ``AsyncHyperBandScheduler`` on one metric, ``mo_asha``
+  :class:`~segcore.tune.schedulers.MultiObjectiveAsha` on every objective; time unit ``epoch``.
 
 Two things Ray's stock pieces get wrong for us (docs/design.md, Components) are fixed in :class:`DedupOptunaSearch`:
-a trial that ASHA stopped early is told to Optuna as *pruned*, never as a complete multi-objective
+a trial that the scheduler stopped early is told to Optuna as *pruned*, never as a complete multi-objective
 point; and a configuration already evaluated (small categorical spaces repeat themselves) is not
 run again: Optuna gets the earlier result and is asked for another point.
 """
@@ -25,6 +26,8 @@ from ray.tune.search.optuna import OptunaSearch
 
 from segcore.config.sweep import Knob, SweepSpec
 from segcore.names import METRIC_EPOCH, is_full_length
+
+from .schedulers import MultiObjectiveAsha
 
 __all__ = ["DedupOptunaSearch", "build_search", "build_scheduler", "param_space", "optuna_space"]
 
@@ -204,14 +207,21 @@ def build_search(spec: SweepSpec) -> SearchAlgorithm | Searcher:
 
 
 def build_scheduler(spec: SweepSpec) -> TrialScheduler:
-    """ASHA on one metric when the spec asks for it, else first-in first-out."""
-    if spec.asha is None:
+    """The spec's ``scheduler``: Ray's ASHA on one metric (``asha``), successive halving by
+    non-dominated sorting over every objective (``mo_asha``), or first-in first-out without one."""
+    scheduler = spec.scheduler
+    if scheduler is None:
         return FIFOScheduler()
+    objectives = spec.scheduler_objectives()
+    if scheduler.name == "mo_asha":
+        return MultiObjectiveAsha(objectives, max_t=spec.epochs, grace_period=scheduler.grace_period,
+                                  reduction_factor=scheduler.reduction_factor, time_attr=METRIC_EPOCH)
+    ((metric, mode),) = objectives.items()
     return AsyncHyperBandScheduler(
-        time_attr="epoch",
-        metric=spec.asha.metric,
-        mode=spec.asha_mode(),
+        time_attr=METRIC_EPOCH,
+        metric=metric,
+        mode=mode,
         max_t=spec.epochs,
-        grace_period=spec.asha.grace_period,
-        reduction_factor=spec.asha.reduction_factor,
+        grace_period=scheduler.grace_period,
+        reduction_factor=scheduler.reduction_factor,
     )
