@@ -36,7 +36,7 @@ CATALOGUE = [
     ("network in space", with_("space.network", ["unet_tiny"]), "space.network", "`networks`"),
     ("unknown objective", with_("objectives", {"iou": "max"}), "objectives.iou", "valid metrics: miou"),
     ("bad objective mode", with_("objectives", {"miou": "maximise"}), "objectives.miou", "'max' or 'min'"),
-    ("unknown algorithm", with_("search.algorithm", "bayes"), "search.algorithm", "'optuna', 'grid' or 'random'"),
+    ("unknown algorithm", with_("search.algorithm", "bayes"), "search.algorithm", "'optuna', 'grid', 'random' or 'spectral'"),
     ("unknown sampler", with_("search.sampler", "cmaes"), "search.sampler", "'nsga2' or 'tpe'"),
     ("sampler with grid", with_("search", {"algorithm": "grid", "sampler": "tpe"}), "search.sampler", "only used by"),
     ("grid over a continuous range", with_("search.algorithm", "grid"), "space.keep", "needs a list or a range with `step`"),

@@ -150,8 +150,9 @@ def _check_search(spec: SweepSpec, errors: list[tuple[str, str]]) -> None:
     if algorithm != "optuna":
         if spec.search.sampler is not None:
             errors.append(("search.sampler", f"only used by algorithm optuna (algorithm is {algorithm!r})"))
-        if spec.search.population_size is not None:
-            errors.append(("search.population_size", f"only used by the optuna nsga2 sampler (algorithm is {algorithm!r})"))
+        if spec.search.population_size is not None and algorithm != "spectral":
+            errors.append(("search.population_size",
+                           f"only used by the NSGA-II of algorithms optuna and spectral (algorithm is {algorithm!r})"))
     if algorithm == "optuna" and spec.search.population_size is not None and spec.sampler != "nsga2":
         errors.append(("search.population_size", f"only used by sampler nsga2 (sampler is {spec.sampler!r})"))
     if algorithm != "grid" and spec.search.explicit_points:
@@ -166,10 +167,26 @@ def _check_search(spec: SweepSpec, errors: list[tuple[str, str]]) -> None:
             errors.append(("search.seeds", "empty list of seeds; give at least one, or leave `seeds` out"))
         elif len(set(spec.search.seeds)) != len(spec.search.seeds):
             errors.append(("search.seeds", f"duplicate seeds (got {spec.search.seeds})"))
-    if algorithm == "grid":
+    if algorithm in ("grid", "spectral"):
         for name, raw in spec.space.items():
             if isinstance(raw, dict) and name in FLOAT_FIELDS and raw.get("step") is None:
-                errors.append((f"space.{name}", "grid search needs a list or a range with `step` (a continuous range has no grid)"))
+                errors.append((f"space.{name}", f"{algorithm} search needs a list or a range with `step` "
+                                                f"(a finite space; a continuous range has no grid)"))
+    if algorithm == "spectral":
+        _check_spectral(spec, errors)
+
+
+def _check_spectral(spec: SweepSpec, errors: list[tuple[str, str]]) -> None:
+    """The spectral prior predicts mIoU from the spectrum and knows every cost before training."""
+    if not spec.spectral.enabled:
+        errors.append(("spectral.enabled", "search.algorithm spectral reads the sweep's spectrum; "
+                                           "turn the spectral analysis on"))
+    if names.METRIC_MIOU not in spec.objectives:
+        errors.append(("objectives", f"search.algorithm spectral predicts {names.METRIC_MIOU}: make it an objective"))
+    for metric in spec.objectives:
+        if metric != names.METRIC_MIOU and metric in VALID_METRICS and metric not in names.COST_METRICS:
+            errors.append((f"objectives.{metric}", f"search.algorithm spectral knows only {names.METRIC_MIOU} and "
+                                                   f"the costs before training; valid: {choices(names.COST_METRICS)}"))
 
 
 def _check_axis(axis: dict[str, Any], where: str, errors: list[tuple[str, str]]) -> None:

@@ -90,9 +90,10 @@ class SpectralSpec(_Strict):
 
 
 class SearchSpec(_Strict):
-    """``optuna`` (multi-objective NSGA-II or TPE), ``grid`` (every combination) or ``random``."""
+    """``optuna`` (multi-objective NSGA-II or TPE), ``grid`` (every combination), ``random``, or
+    ``spectral`` (the spectral prior's predicted front first, then NSGA-II: ``segcore.tune.prior``)."""
 
-    algorithm: Literal["optuna", "grid", "random"] = "optuna"
+    algorithm: Literal["optuna", "grid", "random", "spectral"] = "optuna"
     sampler: Literal["nsga2", "tpe"] | None = None
     # Small categorical spaces make samplers propose the same configuration again; re-running it
     # would waste a slot, so a repeat gets the earlier result instead (Optuna's FAQ recipe).
@@ -239,11 +240,13 @@ class SweepSpec(_Strict):
 
     def num_trials(self) -> int:
         """Trials the sweep will run: the grid times ``num_samples`` for ``grid``, else ``num_samples``
-        (capped at the space size when ``dedupe`` is on and the space is finite)."""
+        (capped at the space size for ``spectral``, and for ``optuna`` when ``dedupe`` is on and the
+        space is finite)."""
         if self.search.algorithm == "grid":
             return len(self.grid()) * self.num_samples
         size = self.space_size()
-        if self.search.algorithm == "optuna" and self.search.dedupe and size is not None:
+        if size is not None and (self.search.algorithm == "spectral"
+                                 or (self.search.algorithm == "optuna" and self.search.dedupe)):
             return min(self.num_samples, size)
         return self.num_samples
 

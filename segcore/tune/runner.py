@@ -119,8 +119,11 @@ def compute_spectrum(spec: SweepSpec, out_dir: str | Path, progress: bool = True
     return result.to_dict(), png
 
 
-def build_tuner(spec: SweepSpec, *, resume: bool = False, progress: bool = True) -> tuple[tune.Tuner, bool]:
+def build_tuner(spec: SweepSpec, *, resume: bool = False, progress: bool = True,
+                spectrum: dict[str, Any] | None = None) -> tuple[tune.Tuner, bool]:
     """The Tuner for ``spec``, or the restored one when ``resume`` and Tune saved state exists.
+
+    ``spectrum`` (the sweep's ``spectrum.json``) feeds the ``spectral`` search algorithm.
 
     Returns ``(tuner, restored)``. Raises ``ValueError`` when the sweep already has state and
     ``resume`` is off (a second run under the same name would mix two sweeps in one record).
@@ -154,9 +157,10 @@ def build_tuner(spec: SweepSpec, *, resume: bool = False, progress: bool = True)
         trainable,
         param_space=param_space(spec),
         tune_config=tune.TuneConfig(
-            search_alg=build_search(spec),
+            search_alg=build_search(spec, spectrum=spectrum),
             scheduler=build_scheduler(spec),
-            num_samples=spec.num_trials() if spec.search.algorithm == "optuna" or spec.search.explicit_points else spec.num_samples,
+            num_samples=(spec.num_trials() if spec.search.algorithm in ("optuna", "spectral")
+                         or spec.search.explicit_points else spec.num_samples),
             trial_dirname_creator=trial_dirname,
             # A trial's process (torch imported, data code warm) serves the next trial: worker
             # start-up is most of the per-trial overhead on a small machine.
@@ -281,7 +285,7 @@ def run_sweep(
 
         status = "FAILED"
         try:
-            tuner, restored = build_tuner(spec, resume=resume, progress=progress)
+            tuner, restored = build_tuner(spec, resume=resume, progress=progress, spectrum=spectrum)
             if restored:
                 log(f"resuming sweep {spec.name!r} from {path}")
             result_grid = tuner.fit()

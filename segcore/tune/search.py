@@ -4,6 +4,8 @@
   several objectives, NSGA-II or TPE) behind a ``ConcurrencyLimiter``.
 * ``grid`` / ``random``: Ray's ``BasicVariantGenerator`` over ``tune.grid_search`` / sampling
   domains in the parameter space.
+* ``spectral``: :class:`~segcore.tune.prior.SpectralSearch`, the predicted Pareto front of the
+  spectral prior first, then NSGA-II, behind a ``ConcurrencyLimiter``.
 * ``scheduler``: ``asha`` is Ray's ``AsyncHyperBandScheduler`` on one metric, ``mo_asha``
   :class:`~segcore.tune.schedulers.MultiObjectiveAsha` on every objective; time unit ``epoch``.
 
@@ -16,7 +18,7 @@ run again: Optuna gets the earlier result and is asked for another point.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable
 
 import optuna
 from ray import tune
@@ -48,11 +50,15 @@ class DedupOptunaSearch(OptunaSearch):
             were proposed the searcher reports ``FINISHED``.
         dedupe: answer repeats from earlier results instead of running them.
         max_retries: proposals tried per trial before a repeat is accepted (continuous spaces).
+        skip: ``skip(config)`` true refuses a proposal like a repeat (told to Optuna as failed, asked
+            again); the spectral prior refuses configurations dominated even optimistically.
         **kwargs: passed to ``OptunaSearch`` (space, metric, mode, sampler, ...).
     """
 
-    def __init__(self, *, epochs: int, space_size: int | None = None, dedupe: bool = True, max_retries: int = 64, **kwargs):
+    def __init__(self, *, epochs: int, space_size: int | None = None, dedupe: bool = True, max_retries: int = 64,
+                 skip: Callable[[dict[str, Any]], bool] | None = None, **kwargs):
         super().__init__(**kwargs)
+        self._skip = skip
         self._epochs = int(epochs)
         self._space_size = space_size
         self._dedupe = dedupe
@@ -70,7 +76,7 @@ class DedupOptunaSearch(OptunaSearch):
             return config
         for _ in range(self._max_retries):
             key = _config_key(config)
-            if key not in self._proposed:
+            if key not in self._proposed and not (self._skip is not None and self._skip(config)):
                 break
             # A repeat: tell Optuna what it already knows (or that it is a running duplicate) and
             # ask again, so the sampler moves on without a wasted trial slot.
@@ -88,6 +94,28 @@ class DedupOptunaSearch(OptunaSearch):
         self._keys[trial_id] = key
         self._proposed.add(key)
         return config
+
+    def add_known(self, config: dict[str, Any], values: list[float] | None,
+                  state: optuna.trial.TrialState = optuna.trial.TrialState.COMPLETE) -> None:
+        """Tell the study a trial run elsewhere (a warm start, the spectral prior's trials) with
+        ``study.add_trial``: ``values`` in the order of the metrics for a complete one, ``None`` for
+        a pruned or failed one. It is not proposed again. A genetic sampler (NSGA-II) counts it in
+        its first generation, so it can be a parent."""
+        key = _config_key(config)
+        self._proposed.add(key)
+        complete = state == optuna.trial.TrialState.COMPLETE
+        if complete:
+            self._values[key] = list(values) if isinstance(self.metric, list) else values[0]
+        generation_key = getattr(self._sampler, "_get_generation_key", None)
+        self._ot_study.add_trial(optuna.trial.create_trial(
+            state=state, values=list(values) if complete else None, params=dict(config),
+            distributions={name: self._space[name] for name in config},
+            system_attrs={generation_key(): 0} if generation_key is not None else None,
+        ))
+
+    def reserve(self, config: dict[str, Any]) -> None:
+        """Mark a configuration that runs elsewhere (not told yet) as proposed."""
+        self._proposed.add(_config_key(config))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
@@ -160,7 +188,7 @@ def _point_values(points: list[dict[str, Any]]) -> dict[str, list]:
 def param_space(spec: SweepSpec) -> dict[str, Any]:
     """Tune's ``param_space``: the fixed trial config, plus sampling domains for grid/random.
 
-    For ``optuna`` the searched knobs live in the searcher; Tune merges each suggestion into this.
+    For ``optuna`` and ``spectral`` the searched knobs live in the searcher; Tune merges each suggestion into this.
     """
     space = spec.base_config()
     if spec.search.algorithm == "grid" and spec.search.explicit_points:
@@ -169,21 +197,37 @@ def param_space(spec: SweepSpec) -> dict[str, Any]:
         for name, values in _point_values(grid_points(spec)).items():
             space[name] = tune.choice(values)
         return space
-    if spec.search.algorithm != "optuna":
+    if spec.search.algorithm not in ("optuna", "spectral"):
         for name, knob in spec.searched_knobs().items():
             space[name] = _ray_domain(knob, spec.search.algorithm)
     return space
 
 
+def _nsga2(spec: SweepSpec) -> optuna.samplers.NSGAIISampler:
+    kwargs = {"population_size": spec.search.population_size} if spec.search.population_size else {}
+    return optuna.samplers.NSGAIISampler(seed=spec.seed, **kwargs)
+
+
 def _sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
-    if spec.sampler == "nsga2":
-        kwargs = {"population_size": spec.search.population_size} if spec.search.population_size else {}
-        return optuna.samplers.NSGAIISampler(seed=spec.seed, **kwargs)
-    return optuna.samplers.TPESampler(seed=spec.seed)
+    return _nsga2(spec) if spec.sampler == "nsga2" else optuna.samplers.TPESampler(seed=spec.seed)
 
 
-def build_search(spec: SweepSpec) -> SearchAlgorithm | Searcher:
-    """The search algorithm for ``tune.TuneConfig(search_alg=...)``."""
+def _spectral_search(spec: SweepSpec, spectrum: dict[str, Any] | None) -> Searcher:
+    """The spectral prior (:mod:`segcore.tune.prior`): every configuration costed now."""
+    from .prior import SpectralSearch, spectral_candidates
+
+    if spectrum is None:
+        raise ValueError("search.algorithm: spectral needs the sweep's spectrum (spectral.enabled: true)")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return SpectralSearch(spectral_candidates(spec, spectrum), objectives=spec.objectives, epochs=spec.epochs,
+                          optuna_space=optuna_space(spec), sampler=_nsga2(spec))
+
+
+def build_search(spec: SweepSpec, *, spectrum: dict[str, Any] | None = None) -> SearchAlgorithm | Searcher:
+    """The search algorithm for ``tune.TuneConfig(search_alg=...)``; ``spectrum`` (the sweep's
+    ``spectrum.json``) is needed by the ``spectral`` algorithm."""
+    if spec.search.algorithm == "spectral":
+        return ConcurrencyLimiter(_spectral_search(spec, spectrum), max_concurrent=spec.max_concurrent)
     if spec.search.algorithm == "optuna":
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         metrics = list(spec.objectives)
