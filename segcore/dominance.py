@@ -8,8 +8,8 @@ after every comparable row. Identical rows do not dominate each other and share 
 distance, so ties are treated alike wherever they sit in the table.
 
 This is the one owner of the dominance rule: the analysis' Pareto fronts
-(:mod:`segcore.analysis.pareto`) and the multi-objective early stopping of a sweep
-(:mod:`segcore.tune.schedulers`) both call it.
+(:mod:`segcore.analysis.pareto`), the multi-objective early stopping of a sweep
+(:mod:`segcore.tune.schedulers`) and the spectral prior's fronts (:mod:`segcore.tune.prior`) call it.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from _sweep_store import SPECTRUM  # noqa: E402
 from _sweep_specs import good, with_  # noqa: E402
 from segcore.config.sweep import SweepSpecError, load_sweep_spec  # noqa: E402
 from segcore.tune.prior import (  # noqa: E402
-    Calibration, SpectralSearch, enumerate_space, measure_configurations, non_dominated, spectral_candidates,
+    Calibration, SpectralSearch, enumerate_space, measure_configurations, spectral_candidates,
 )
 from segcore.tune.search import build_search, optuna_space  # noqa: E402
 
@@ -81,7 +81,6 @@ def test_calibration_known_answers():
     assert c == pytest.approx(0.81)
     assert calibration.predict("a", 0.95) == pytest.approx(0.76, rel=1e-3)
     assert calibration.optimistic("a", 0.5) == pytest.approx(0.5 * 0.81)  # best of .76/.95 and .81/1
-    assert non_dominated([[1, 2], [2, 1], [2, 2], [1, 2]]) == [0, 1, 3]
 
 
 def test_a_configuration_dominated_even_optimistically_runs_last():

@@ -52,12 +52,13 @@ import optuna
 from ray.tune.search import Searcher
 
 from segcore.config.sweep import SweepSpec
+from segcore.dominance import is_pareto_efficient
 from segcore.names import COST_METRICS, METRIC_EPOCH, METRIC_MIOU, is_full_length
 from segcore.spectral.curves import OracleCurves, oracle_curves
 
 __all__ = [
     "Calibration", "Candidate", "SpectralSearch", "enumerate_space", "measure_configurations",
-    "spectral_candidates", "non_dominated",
+    "spectral_candidates",
 ]
 
 logger = logging.getLogger(__name__)
@@ -178,21 +179,6 @@ def spectral_candidates(
     return candidates
 
 
-def non_dominated(vectors: np.ndarray | Sequence[Sequence[float]]) -> list[int]:
-    """Indices of the rows no other row dominates (every column minimised)."""
-    vectors = np.asarray(vectors, dtype=float)
-    out = []
-    for i, row in enumerate(vectors):
-        dominated = np.all(vectors <= row, axis=1) & np.any(vectors < row, axis=1)
-        if not dominated.any():
-            out.append(i)
-    return out
-
-
-def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
-    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
-
-
 @dataclass
 class Calibration:
     """``miou = c * oracle ** g`` per network, from its finished full-length trials.
@@ -290,7 +276,8 @@ class SpectralSearch(Searcher):
             return False
         bound = self._minimised(self._predicted(
             candidate, self.calibration.optimistic(candidate.network, candidate.oracle)))
-        return any(_dominates(self._minimised(values), bound) for values in self._measured.values())
+        measured = [self._minimised(values) for values in self._measured.values()]
+        return not is_pareto_efficient(np.array([bound, *measured], dtype=float))[0]
 
     def deferred_while_others_remain(self, config: Mapping[str, Any]) -> bool:
         """True for a configuration dominated even optimistically while an unproposed configuration
@@ -306,7 +293,7 @@ class SpectralSearch(Searcher):
         the cost objectives in the spec's order (cheapest first), then the higher predicted accuracy."""
         values = [self._measured.get(c.key) or self._predicted(c) for c in self._candidates]
         vectors = np.array([self._minimised(v) for v in values], dtype=float)
-        front = [i for i in non_dominated(vectors)
+        front = [int(i) for i in np.flatnonzero(is_pareto_efficient(vectors))
                  if self._candidates[i].key not in self._proposed and not self._deferred(self._candidates[i])]
         costs = [j for j, m in enumerate(self._objectives) if m != METRIC_MIOU]
         accuracy = list(self._objectives).index(METRIC_MIOU)
