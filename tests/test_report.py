@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 
+import pandas as pd
+
 from _sweep_store import SPECTRUM
 from _tradeoff_tables import calibrated_table
 from segcore.analysis.fitting import CALIBRATED_ORACLE
@@ -28,6 +30,26 @@ def test_report_files(tmp_path):
     assert html.count("data:image/png;base64,") == 3 and "src=\"http" not in html
     png = html.split("data:image/png;base64,")[1].split('"')[0]
     assert base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_missing_spectrum_and_too_few_trials_are_said_loudly(tmp_path):
+    from segcore.analysis.report import MISSING_SPECTRUM, build_report, write_report
+
+    df = calibrated_table({"deeplabv3plus": (0.62, 2.0)})
+    small = pd.DataFrame({"network": "dan", "grid_stride": [2, 4], "keep": 1.0, "block": 1,
+                          "miou": [0.3, 0.29], "gflops": [2.0, 1.5]})
+    report = build_report(pd.concat([df, small], ignore_index=True), None, experiment="no-spectrum")
+    assert report.warnings() == [
+        MISSING_SPECTRUM,
+        "dan: too few trials to fit: 2 trial(s); the smallest model the data can identify, saturating, "
+        "has 3 parameter(s) and needs at least 5"]
+    files = write_report(report, tmp_path)
+    assert json.loads(files["json"].read_text())["warnings"] == report.warnings()
+    html = files["html"].read_text()
+    assert html.index("NO SPECTRUM: this sweep has no spectrum.json") < html.index("<h2>Pareto front</h2>")
+    assert "dan: too few trials to fit" in html
+    # With the spectrum and enough trials there is nothing to warn about.
+    assert build_report(df, SPECTRUM).warnings() == []
 
 
 def test_import_stays_light():

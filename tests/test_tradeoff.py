@@ -96,15 +96,40 @@ def test_partial_failed_and_nan_trials_are_not_fitted():
     assert fit_tradeoff(noisy, SPECTRUM).networks["dl"].accuracy.params == pytest.approx(clean)
 
 
-def test_few_points_fall_back_without_cross_validation():
-    df = pd.DataFrame({"network": ["a", "b", "b"], "grid_stride": [4, 2, 8], "keep": 1.0, "block": 1,
-                       "miou": [0.5, 0.6, 0.4], "gflops": [3.0, 4.0, 2.0]})
+def test_too_few_trials_to_fit():
+    """A model is fitted only with at least its parameters plus two trials: (c, g) needs 4, the pure
+    oracle shape (c alone, one stride) 3; with fewer the network has no model and no prediction."""
+    rows = ([("two", 4, 0.13), ("two", 8, 0.13)]
+            + [("three", s, y) for s, y in ((2, 0.6), (4, 0.55), (8, 0.4))]
+            + [("four", s, 0.5 * o ** 2) for s, o in ((1, 1.0), (2, 0.98), (4, 0.95), (8, 0.88))]
+            + [("seeds", 4, y) for y in (0.47, 0.48, 0.49)])
+    df = pd.DataFrame([{"network": n, "grid_stride": s, "keep": 1.0, "block": 1, "miou": y, "gflops": 1.0 / s}
+                       for n, s, y in rows])
     model = fit_tradeoff(df, SPECTRUM)
-    a = model.networks["a"].accuracy
-    assert a.kind == CALIBRATED_ORACLE and a.params["g"] == 1.0 and math.isnan(a.loo_rmse)
-    # One point, pure oracle shape: the prediction at another stride follows the oracle curve.
-    assert model.predict("a", 8)["miou"] == pytest.approx(0.5 * 0.88 / 0.95, rel=1e-6)
-    assert model.networks["b"].accuracy.r2 == pytest.approx(1.0)
+    for name, n in (("two", 2), ("three", 3)):
+        fit = model.networks[name]
+        assert fit.accuracy is None and fit.candidates == {} and not fit.fitted and fit.n_trials == n
+        assert fit.note == (f"too few trials to fit: {n} trial(s); the smallest model the data can "
+                            "identify, calibrated_oracle, has 2 parameter(s) and needs at least 4")
+        with pytest.raises(ValueError, match=f"network '{name}' has no prediction: too few trials to fit"):
+            model.predict(name, 4)
+        assert fit.recommended["efficient_grid_fitted"] is None
+    # Measured answers stay: 0.55 at stride 4 is not within 1% of 0.6, so the measured grid is 2.
+    assert model.networks["three"].recommended["efficient_grid_measured"] == 2
+    four = model.networks["four"].accuracy
+    assert four.kind == CALIBRATED_ORACLE and four.n == 4 and math.isfinite(four.loo_rmse)
+    assert (four.params["c"], four.params["g"]) == pytest.approx((0.5, 2.0), rel=1e-4)
+    # Three seeds at one stride: only the pure oracle shape (c alone) can be told, and it is.
+    seeds = model.networks["seeds"].accuracy
+    assert seeds.kind == CALIBRATED_ORACLE and seeds.params == pytest.approx({"c": 0.48 / 0.95, "g": 1.0})
+    summary = model.summary().set_index("network")
+    assert summary.loc["two", "model"] == summary.loc["three", "model"] == "too few trials to fit"
+    assert summary.loc["four", "model"] == CALIBRATED_ORACLE
+    table = model.recommendations().set_index("network")
+    assert table.loc["two", "notes"].startswith("too few trials to fit: 2 trial(s)")
+    predicted = model.predict_frame(df)
+    assert predicted[df["network"].isin(["two", "three"])].isna().all()
+    assert predicted[df["network"] == "four"].notna().all()
 
 
 def test_bad_input():

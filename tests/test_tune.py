@@ -216,6 +216,35 @@ def test_local_sweep_records_one_child_run_per_trial(tmp_path):
     assert steps == [1, 2, 4]  # the spectral curve once, by stride, not again on resume
 
 
+def test_resume_computes_a_missing_spectrum_once(tmp_path):
+    """A sweep whose first start logged no spectrum gets it on --resume; a second resume reads it
+    back and logs nothing twice."""
+    from segcore.tracking import SweepRecorder, query
+    from segcore.tune.runner import start_parent_run
+
+    spec = load_sweep(spec_dict(tmp_path))
+    recorder = SweepRecorder(spec.tracking_uri, spec.experiment_name, spec.name)
+    try:
+        parent = recorder.start_sweep(spec.to_dict())  # the first start: no spectrum logged
+        assert recorder.flush(timeout=60)
+        assert query.load_spectrum("t", spec.tracking_uri, sweep=spec.name) is None
+        lines: list[str] = []
+        again, spectrum = start_parent_run(spec, recorder, resuming=True, progress=False, log=lines.append)
+        assert recorder.flush(timeout=60) and again == parent
+        assert f"sweep {spec.name!r} has no spectrum on its parent run: computing it again" in lines
+        assert spectrum["strides"] == [1, 2, 4]
+        logged = query.load_spectrum("t", spec.tracking_uri, sweep=spec.name)
+        assert logged["band_energy"] == pytest.approx(spectrum["band_energy"])
+        lines.clear()
+        _, read_back = start_parent_run(spec, recorder, resuming=True, progress=False, log=lines.append)
+        assert recorder.flush(timeout=60)
+        assert read_back == logged and not any("spectral analysis" in line for line in lines)
+        client, _, _ = _runs(spec.tracking_uri, "t")
+        assert [m.step for m in client.get_metric_history(parent, "spectrum.band_energy")] == [1, 2, 4]
+    finally:
+        recorder.close(timeout=60)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

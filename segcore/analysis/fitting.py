@@ -15,7 +15,7 @@ import pandas as pd
 
 __all__ = [
     "CALIBRATED_ORACLE", "SATURATING", "CONSTANT", "CurveFit", "CostFit",
-    "fit_accuracy", "fit_cost", "accuracy_model",
+    "fit_accuracy", "fit_cost", "accuracy_model", "min_trials", "too_few_trials",
 ]
 
 CALIBRATED_ORACLE = "calibrated_oracle"
@@ -32,7 +32,7 @@ class CurveFit:
         params: fitted parameters by name.
         r2: coefficient of determination on the fitted points (NaN when accuracy does not vary).
         rmse: root-mean-square residual on the fitted points.
-        loo_rmse: leave-one-out RMSE (NaN when too few points to leave one out).
+        loo_rmse: leave-one-out RMSE (every fit has at least ``min_trials`` points to leave one out).
         n: number of trials fitted.
     """
 
@@ -165,15 +165,13 @@ def _r2(y: np.ndarray, pred: np.ndarray) -> float:
 def _evaluate(spec: _Spec, x, y) -> tuple[CurveFit, np.ndarray]:
     theta = spec.fit(x, y)
     pred = spec.model(theta, x)
-    n = len(y)
-    loo = float("nan")
-    if n - 1 >= len(spec.names) and n >= 2:
-        errors = []
-        for i in range(n):
-            rest = np.arange(n) != i
-            t = spec.fit(_take(x, rest), y[rest])
-            errors.append(float(spec.model(t, _take(x, ~rest))[0] - y[i]))
-        loo = float(np.sqrt(np.mean(np.square(errors))))
+    n = len(y)  # at least min_trials(len(spec.names)): every left-out fit is determined
+    errors = []
+    for i in range(n):
+        rest = np.arange(n) != i
+        t = spec.fit(_take(x, rest), y[rest])
+        errors.append(float(spec.model(t, _take(x, ~rest))[0] - y[i]))
+    loo = float(np.sqrt(np.mean(np.square(errors))))
     fit = CurveFit(spec.kind, spec.to_public(theta), _r2(y, pred),
                    float(np.sqrt(np.mean((y - pred) ** 2))), loo, n)
     return fit, theta
@@ -262,21 +260,37 @@ def _choose(candidates: Mapping[str, CurveFit]) -> str:
     raise AssertionError("no candidate")  # pragma: no cover - candidates is never empty
 
 
+def min_trials(parameters: int) -> int:
+    """The fewest trials that may fit a model of ``parameters`` parameters: two more than it has,
+    so that the fit leaves residuals and its leave-one-out check still has a spare point."""
+    return parameters + 2
+
+
 def fit_accuracy(
     x: Mapping[str, np.ndarray], y: np.ndarray, has_oracle: bool
-) -> tuple[dict[str, CurveFit], dict[str, np.ndarray], str]:
-    """Fit every candidate accuracy model the data can identify (a constant when none can).
+) -> tuple[dict[str, CurveFit], dict[str, np.ndarray], str | None]:
+    """Fit every candidate accuracy model the data can identify (a constant when none can), each
+    only with at least :func:`min_trials` trials.
 
     Returns:
         ``(candidates, thetas, chosen)``: the fits and raw parameters by kind, and the kind with the
-        lowest leave-one-out error.
+        lowest leave-one-out error; ``({}, {}, None)`` when there are too few trials for any model.
     """
     candidates: dict[str, CurveFit] = {}
     thetas: dict[str, np.ndarray] = {}
     for spec in _specs(x, y, has_oracle) or [_constant_spec()]:
-        if len(y) < len(spec.names):
+        if len(y) < min_trials(len(spec.names)):
             continue
         candidates[spec.kind], thetas[spec.kind] = _evaluate(spec, x, y)
     if not candidates:
-        candidates[CONSTANT], thetas[CONSTANT] = _evaluate(_constant_spec(), x, y)
+        return {}, {}, None
     return candidates, thetas, _choose(candidates)
+
+
+def too_few_trials(n: int, x: Mapping[str, np.ndarray], y: np.ndarray, has_oracle: bool) -> str:
+    """Why ``n`` trials fit no model: the smallest candidate and the trials it needs."""
+    specs = _specs(x, y, has_oracle) or [_constant_spec()]
+    smallest = min(specs, key=lambda spec: len(spec.names))
+    return (f"too few trials to fit: {n} trial(s); the smallest model the data can identify, "
+            f"{smallest.kind}, has {len(smallest.names)} parameter(s) and needs at least "
+            f"{min_trials(len(smallest.names))}")

@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 
 from segcore.analysis.pareto import parse_objectives, pareto_front
+from segcore.analysis.seeds import seed_means
 from segcore.analysis.tradeoff import TradeoffModel
 
-__all__ = ["front_pair", "network_colours", "plot_accuracy_vs_block", "plot_accuracy_vs_stride", "plot_front", "plot_measured_vs_predicted"]
+__all__ = ["fitted_curves", "front_pair", "network_colours", "plot_accuracy_vs_block", "plot_accuracy_vs_stride", "plot_front", "plot_measured_vs_predicted"]
 
 
 def _figure(width: float = 6.4, height: float = 4.4):
@@ -102,12 +103,84 @@ def _knob_label(row: pd.Series) -> str:
     return label
 
 
+def _errorbar(ax, configs: pd.DataFrame, x: str, metric: str, **style):
+    """Configurations' mean accuracy with a bar of one standard deviation over their seeds."""
+    err = configs[f"{metric}_std"].fillna(0.0).to_numpy(float)
+    return ax.errorbar(configs[x].to_numpy(float), configs[metric].to_numpy(float), yerr=err,
+                       linestyle="none", capsize=2, **style)
+
+
+def _seed_label(configs: pd.DataFrame) -> str:
+    most = int(configs["seeds"].max()) if len(configs) else 1
+    return f", mean ± std of {most} seeds" if most > 1 else ""
+
+
+def fitted_curves(model: TradeoffModel, name: str, configs: pd.DataFrame, along: str,
+                  primary: Mapping[str, float]) -> list[dict]:
+    """The fitted accuracy along ``along`` (``grid_stride`` or ``block``) at each setting of the
+    other knobs that the trials used (never at one they did not), over the range that setting's
+    trials span; a setting with one value gives one point.
+
+    Returns:
+        One ``{"knobs": {...}, "x": array, "y": array, "primary": bool}`` per setting, ``primary``
+        when the setting matches ``primary`` (e.g. keep 1, block 1); ``[]`` for a network with too
+        few trials to fit.
+    """
+    if not model.networks[name].fitted:
+        return []
+    others = [k for k in ("grid_stride", "keep", "block", "block_mode") if k != along and k in configs]
+    curves = []
+    for setting, rows in configs.groupby(others, dropna=False, sort=True):
+        knobs = {"grid_stride": 1.0, "keep": 1.0, "block": 1.0, "block_mode": "hard",
+                 **dict(zip(others, setting if isinstance(setting, tuple) else (setting,)))}
+        values = rows[along].to_numpy(float)
+        span = (np.exp2(np.linspace(np.log2(values.min()), np.log2(values.max()), 60))
+                if values.max() > values.min() else values[:1])
+        full = {k: np.broadcast_to(np.asarray(v, dtype=object if k == "block_mode" else float), span.shape)
+                for k, v in {**knobs, along: span}.items()}
+        pred = model.predict_many(name, full["grid_stride"], full["keep"], full["block"],
+                                  full["block_mode"])[model.metric]
+        knobs.pop(along)
+        curves.append({"knobs": knobs, "x": span, "y": pred,
+                       "primary": all(knobs.get(k) == v for k, v in primary.items())})
+    return curves
+
+
+def _draw_fitted_curves(ax, model: TradeoffModel, name: str, configs: pd.DataFrame, along: str,
+                        colour, primary: Mapping[str, float]) -> list:
+    """:func:`fitted_curves` drawn: the primary settings solid and each labelled, the others faint
+    under one label; a one-point setting as a short mark."""
+    kind = model.networks[name].accuracy.kind if model.networks[name].fitted else ""
+    handles, other_labelled = [], False
+    for curve in sorted(fitted_curves(model, name, configs, along, primary), key=lambda c: not c["primary"]):
+        knobs, style = curve["knobs"], ("-" if len(curve["x"]) > 1 else "_")
+        if curve["primary"]:
+            shown = [f"{k} {knobs[k]:g}" for k in ("grid_stride", "keep", "block") if k in knobs]
+            if along == "block" or knobs["block"] != 1:
+                shown.append(str(knobs["block_mode"]))
+            handles += ax.plot(curve["x"], curve["y"], style, color=colour, markersize=12,
+                               label=f"fit at {', '.join(shown)}: {kind}")
+        else:
+            label = None if other_labelled else f"fit at the other settings the trials used: {kind}"
+            other_labelled = True
+            handles += ax.plot(curve["x"], curve["y"], "--" if style == "-" else style, color=colour,
+                               alpha=0.45, markersize=12, label=label)
+    return [h for h in handles if not h.get_label().startswith("_")]
+
+
+def _unfitted(ax) -> None:
+    ax.text(0.5, 0.95, "too few trials to fit", transform=ax.transAxes, ha="center", va="top",
+            fontsize=8, color="firebrick")
+
+
 def plot_accuracy_vs_stride(df: pd.DataFrame, model: TradeoffModel, path: str | os.PathLike) -> Path:
-    """Measured accuracy per grid stride, the fitted curve (keep = 1, block = 1) and the spectral
-    oracle curve, with the measured and the spectral efficient grids marked, one panel per network.
+    """Measured accuracy per grid stride (seeds as error bars), the fitted curves at the keep and
+    block the trials used, and the spectral oracle curve, with the measured and the spectral
+    efficient grids marked, one panel per network.
 
     Strides are the trials' own (the oracle curve, computed on native-size labels, is drawn at
-    ``native stride * image_scale``)."""
+    ``native stride * image_scale``, through the measured accuracy at the finest grid stride that
+    ran at keep 1 and block 1)."""
     metric = model.metric
     names = sorted(model.networks)
     colours = network_colours(names)
@@ -117,29 +190,18 @@ def plot_accuracy_vs_stride(df: pd.DataFrame, model: TradeoffModel, path: str | 
     for ax, name in zip(axes, names):
         fit = model.networks[name]
         ratio = float(model._ratio(fit.image_scale))
-        sub = df[(df["network"].astype(str) == name) & df[metric].notna()]
-        # The oracle in the trials' strides, from their own dense resolution (stride 1) on.
-        oracle_x = curves.strides * ratio if curves is not None else np.array([])
-        oracle_x = np.unique(np.concatenate([[1.0], oracle_x[oracle_x >= 1]])) if len(oracle_x) else oracle_x
-        lo, hi = 1.0, float(max(sub["grid_stride"].max(), *oracle_x)) if len(oracle_x) else float(sub["grid_stride"].max())
-        grid = np.exp2(np.linspace(np.log2(lo), np.log2(max(hi, lo * 1.01)), 100))
-        pure = (sub["keep"] == 1.0) & (sub["block"] == 1)
-        handles = [ax.scatter(sub.loc[pure, "grid_stride"], sub.loc[pure, metric], color=colours[name], s=28,
-                              label="measured (keep 1, block 1)", zorder=3)]
+        configs = seed_means(df[(df["network"].astype(str) == name) & df[metric].notna()], metric)
+        pure = (configs["keep"] == 1.0) & (configs["block"] == 1)
+        handles = [_errorbar(ax, configs[pure], "grid_stride", metric, color=colours[name], marker="o",
+                             markersize=5, zorder=3, label="measured (keep 1, block 1" + _seed_label(configs) + ")")]
         if (~pure).any():
-            handles.append(ax.scatter(sub.loc[~pure, "grid_stride"], sub.loc[~pure, metric], color=colours[name],
-                                      s=18, alpha=0.35, marker="x", label="measured (other keep/block)"))
-        pred = model.predict_many(name, grid, np.ones_like(grid), np.ones_like(grid))[metric]
-        handles += ax.plot(grid, pred, "-", color=colours[name],
-                           label=f"fit: {fit.accuracy.kind} (LOO RMSE {fit.accuracy.loo_rmse:.3g})")
+            handles.append(_errorbar(ax, configs[~pure], "grid_stride", metric, color=colours[name], marker="x",
+                                     markersize=4, alpha=0.4, label="measured (other keep/block)"))
+        handles += _draw_fitted_curves(ax, model, name, configs, "grid_stride", colours[name], {"keep": 1.0, "block": 1})
+        if not fit.fitted:
+            _unfitted(ax)
         if curves is not None:
-            # The label-only oracle relative to the dense grid of the trials' images, anchored at
-            # the fitted dense accuracy: the curve of a network that loses accuracy exactly as the
-            # oracle does (a calibrated oracle with g = 1).
-            relative = curves.at_stride(oracle_x / ratio) / curves.at_stride(1.0 / ratio)
-            dense = model.predict_many(name, [1.0], [1.0], [1.0])[metric][0]
-            handles += ax.plot(oracle_x, dense * relative, "k--", lw=1,
-                               label="spectral oracle shape (x fitted dense accuracy)")
+            handles += _oracle_shape(ax, model, name, configs[pure], metric, ratio)
             spectral = model.spectral_in_trial_units(name)["grid_by_miou"]
             if spectral:
                 handles.append(ax.axvline(spectral, color="k", ls=":", lw=1,
@@ -157,17 +219,42 @@ def plot_accuracy_vs_stride(df: pd.DataFrame, model: TradeoffModel, path: str | 
     return _save(fig, path)
 
 
+def _oracle_shape(ax, model: TradeoffModel, name: str, pure: pd.DataFrame, metric: str, ratio: float) -> list:
+    """The label-only oracle in the trials' strides, through the measured accuracy at the finest
+    pure-grid stride: the curve of a network that loses accuracy exactly as the oracle does."""
+    if pure.empty:
+        return []
+    curves = model._curves
+    oracle_x = curves.strides * ratio
+    oracle_x = np.unique(np.concatenate([[1.0], oracle_x[oracle_x >= 1]]))
+    finest = pure.loc[pure["grid_stride"].idxmin()]
+    anchor = float(finest[metric]) / float(curves.at_stride(np.array([finest["grid_stride"] / ratio]))[0])
+    return ax.plot(oracle_x, anchor * curves.at_stride(oracle_x / ratio), "k--", lw=1,
+                   label=f"spectral oracle shape (through the measured stride {finest['grid_stride']:g})")
+
+
+def _block_axis(trials: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.Series]:
+    """A network's configurations (seeds averaged) and which of them lie on a block axis: a grid
+    stride and keep at which the trials used two block sizes or more."""
+    configs = seed_means(trials, metric)
+    if configs.empty:
+        return configs, pd.Series(False, index=configs.index)
+    return configs, configs.groupby(["grid_stride", "keep"])["block"].transform("nunique") >= 2
+
+
 def plot_accuracy_vs_block(df: pd.DataFrame, model: TradeoffModel, path: str | os.PathLike) -> Path | None:
-    """Measured accuracy per annotation block size (one marker per keep), the fitted curve at the
-    network's most common grid stride and keep 1, and the block-oracle shape anchored at the fitted
-    dense-label accuracy, one panel per network whose trials vary the block size.
+    """Measured accuracy per annotation block size (one marker per keep, seeds as error bars), the
+    fitted curves at the grid stride, keep and block mode the trials used, and the block-oracle
+    shape through the measured accuracy at the finest block, one panel per network whose trials
+    vary the block size.
 
     Returns:
         The PNG path, or None when no network varies the block size.
     """
     metric = model.metric
     data = df[df[metric].notna() & df["network"].astype(str).isin(model.networks)]
-    names = [n for n in sorted(model.networks) if data.loc[data["network"].astype(str) == n, "block"].nunique() >= 2]
+    axes_of = {name: _block_axis(data[data["network"].astype(str) == name], metric) for name in sorted(model.networks)}
+    names = [name for name, (configs, varied) in axes_of.items() if varied.any()]
     if not names:
         return None
     colours = network_colours(model.networks)
@@ -176,20 +263,26 @@ def plot_accuracy_vs_block(df: pd.DataFrame, model: TradeoffModel, path: str | o
     curves = model._curves
     for ax, name in zip(axes, names):
         fit = model.networks[name]
-        sub = data[data["network"].astype(str) == name]
-        stride = float(sub["grid_stride"].mode().iloc[0])
-        blocks = np.exp2(np.linspace(0.0, np.log2(float(sub["block"].max())), 60))
-        for marker, (keep, rows) in zip("os^vD", sub.groupby("keep", sort=False)):
-            ax.scatter(rows["block"], rows[metric], color=colours[name], marker=marker, s=28,
-                       alpha=1.0 if keep == 1 else 0.5, label=f"measured, keep {keep:g}", zorder=3)
-        pred = model.predict_many(name, np.full_like(blocks, stride), np.ones_like(blocks), blocks)[metric]
-        ax.plot(blocks, pred, "-", color=colours[name], label=f"fit at stride {stride:g}, keep 1: {fit.accuracy.kind}")
+        configs, varied = axes_of[name]
+        for marker, (keep, rows) in zip("os^vD", configs.groupby("keep", sort=False)):
+            _errorbar(ax, rows, "block", metric, color=colours[name], marker=marker, markersize=5,
+                      alpha=1.0 if keep == 1 else 0.5, label=f"measured, keep {keep:g}" + _seed_label(rows), zorder=3)
+        stride = float(configs.loc[varied, "grid_stride"].mode().iloc[0])
+        _draw_fitted_curves(ax, model, name, configs[varied], "block", colours[name], {"grid_stride": stride, "keep": 1.0})
+        if not fit.fitted:
+            _unfitted(ax)
         if curves is not None and curves.blocks is not None:
             ratio = float(model._ratio(fit.image_scale))
-            shape = curves.at_block(blocks / ratio, "hard") / curves.at_block(np.array([1.0 / ratio]), "hard")
-            ax.plot(blocks, pred[0] * shape, "k--", lw=1, label="spectral block-oracle shape")
+            axis = configs[varied & (configs["grid_stride"] == stride)]
+            axis = axis[axis["keep"] == 1.0] if (axis["keep"] == 1.0).any() else axis
+            finest = axis.loc[axis["block"].idxmin()]
+            blocks = np.exp2(np.linspace(0.0, np.log2(float(axis["block"].max())), 60))
+            mode = str(finest.get("block_mode", "hard")) if pd.notna(finest.get("block_mode", "hard")) else "hard"
+            shape = curves.at_block(blocks / ratio, mode) / curves.at_block(np.array([finest["block"] / ratio]), mode)
+            ax.plot(blocks, float(finest[metric]) * shape, "k--", lw=1,
+                    label=f"spectral block-oracle shape ({mode}, through block {finest['block']:g})")
             spectral = model.spectral_in_trial_units(name)["block"]
-            if spectral and spectral >= 1:
+            if spectral:
                 ax.axvline(spectral, color="k", ls=":", lw=1, label=f"spectral efficient block {spectral:g}")
         measured = fit.recommended.get("efficient_block_measured")
         if measured:
@@ -204,25 +297,30 @@ def plot_accuracy_vs_block(df: pd.DataFrame, model: TradeoffModel, path: str | o
 
 
 def plot_measured_vs_predicted(df: pd.DataFrame, model: TradeoffModel, path: str | os.PathLike) -> Path:
-    """Measured against fitted accuracy for every trial; the diagonal is a perfect fit."""
+    """Measured (mean ± std over seeds) against fitted accuracy for every configuration of a fitted
+    network; the diagonal is a perfect fit. Networks with too few trials to fit are named in the title."""
     metric = model.metric
-    sub = df[df[metric].notna() & df["network"].astype(str).isin(model.networks)]
+    fitted = [name for name in sorted(model.networks) if model.networks[name].fitted]
+    sub = seed_means(df[df[metric].notna() & df["network"].astype(str).isin(fitted)], metric)
     pred = model.predict_frame(sub)
     colours = network_colours(model.networks)
     fig = _figure(5.0, 4.6)
     ax = fig.add_subplot()
-    for name in sorted(model.networks):
+    for name in fitted:
         rows = sub["network"].astype(str) == name
         acc = model.networks[name].accuracy
-        ax.scatter(sub.loc[rows, metric], pred[rows], color=colours[name], s=24,
-                   label=f"{name}: R² {acc.r2:.3f}, LOO RMSE {acc.loo_rmse:.3g}")
+        ax.errorbar(sub.loc[rows, metric], pred[rows], xerr=sub.loc[rows, f"{metric}_std"].fillna(0.0),
+                    color=colours[name], marker="o", markersize=4, linestyle="none", capsize=2,
+                    label=f"{name}: R² {acc.r2:.3f}, LOO RMSE {acc.loo_rmse:.3g}")
     if len(sub):
         lo = float(min(sub[metric].min(), pred.min()))
         hi = float(max(sub[metric].max(), pred.max()))
         ax.plot([lo, hi], [lo, hi], "k--", lw=1)
     ax.set_xlabel(f"measured {metric}")
     ax.set_ylabel(f"predicted {metric}")
-    ax.set_title("Measured vs predicted")
+    unfitted = sorted(set(model.networks) - set(fitted))
+    ax.set_title("Measured vs predicted" + (f" (too few trials to fit: {', '.join(unfitted)})" if unfitted else ""),
+                 fontsize=9 if unfitted else None)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return _save(fig, path)

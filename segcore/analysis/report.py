@@ -23,9 +23,16 @@ from segcore.analysis.pareto import hypervolume, parse_objectives, pareto_front,
 from segcore.analysis.tradeoff import TradeoffModel, fit_tradeoff
 from segcore.formatting import jsonable
 
-__all__ = ["FRONT_COLUMNS", "Report", "build_report", "report_experiment", "sweep_objectives", "write_report"]
+__all__ = ["FRONT_COLUMNS", "MISSING_SPECTRUM", "Report", "build_report", "report_experiment",
+           "sweep_objectives", "write_report"]
 
 FRONT_COLUMNS = ("network", "grid_stride", "keep", "block", "block_mode", "trial_id", "node")
+
+MISSING_SPECTRUM = (
+    "NO SPECTRUM: this sweep has no spectrum.json, so the spectral prediction (the efficient grid and "
+    "block from labels alone) and the calibrated-oracle model are missing from this report. A sweep "
+    "with spectral.enabled computes it again on `segcore sweep SPEC --resume`; `segcore spectrum` "
+    "computes it alone.")
 
 
 @dataclass
@@ -59,9 +66,20 @@ class Report:
         """The front's knobs and objectives, for printing."""
         return _front_columns(self.fronts if per_network else self.front, self.objectives)
 
+    def warnings(self) -> list[str]:
+        """What the reader must not miss: a missing spectrum, networks with too few trials to fit,
+        answers that could not be measured, spectral answers rounded to strides the trials use."""
+        out = [MISSING_SPECTRUM] if self.spectrum is None else []
+        for name, fit in sorted(self.model.networks.items()):
+            notes = ([fit.note] if fit.note else []) + fit.recommended.get("notes", [])
+            notes += self.model.spectral_in_trial_units(name)["notes"]
+            out += [f"{name}: {note}" for note in notes]
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return jsonable({
             "experiment": self.experiment,
+            "warnings": self.warnings(),
             "objectives": self.objectives,
             "n_trials": int(len(self.trials)),
             "networks": sorted(self.trials["network"].astype(str).unique().tolist()),
@@ -173,8 +191,11 @@ def _html(report: Report, pngs: Mapping[str, Path]) -> str:
     hv = pd.DataFrame([{"group": k, "hypervolume": v} for k, v in report.hypervolume.items()])
     ref = ", ".join(f"{k} = {v:.4g}" for k, v in report.reference.items())
     spectral = report.model.spectral_efficient_grid
+    warnings = report.warnings()
     parts = [
         f"<h1>{html.escape(title)}</h1>",
+        ('<div class="warnings"><h2>Read this first</h2><ul>'
+         + "".join(f"<li>{html.escape(w)}</li>" for w in warnings) + "</ul></div>") if warnings else "",
         f"<p>{len(report.trials)} full-length trials of {report.trials['network'].nunique()} networks; "
         f"objectives: {html.escape(objectives)}; tolerance {report.model.tolerance:g} (relative).</p>",
         "<h2>Pareto front</h2>", _img(pngs["front"]) if "front" in pngs else "",
@@ -184,7 +205,10 @@ def _html(report: Report, pngs: Mapping[str, Path]) -> str:
         "<h2>Trade-off fit</h2>",
         "<p>Per network, a calibrated oracle <code>miou = c &middot; O(s/keep)^g &middot; O_block(b)^g</code> "
         "anchored on the spectral oracle curves competes with a free saturating curve "
-        "<code>miou = m / (1 + (s/s0)^p)</code>; leave-one-out RMSE picks the model.</p>",
+        "<code>miou = m / (1 + (s/s0)^p)</code>; leave-one-out RMSE picks the model. A model is fitted "
+        "only with at least its parameters plus two trials; a network with fewer is marked "
+        "&ldquo;too few trials to fit&rdquo; and has no fitted curve. Curves are drawn only at the keep "
+        "and block the trials used; error bars are one standard deviation over seeds.</p>",
         _table(report.model.summary()),
         _img(pngs["accuracy_vs_stride"]),
         _img(pngs["accuracy_vs_block"]) if "accuracy_vs_block" in pngs else "",
@@ -200,7 +224,9 @@ def _html(report: Report, pngs: Mapping[str, Path]) -> str:
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
              "table{border-collapse:collapse;font-size:13px;margin:0.5em 0 1.5em}"
              "td,th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}"
-             "img{max-width:100%;display:block;margin:1em 0}")
+             "img{max-width:100%;display:block;margin:1em 0}"
+             ".warnings{border:2px solid #b22;background:#fdecea;padding:0.2em 1em;margin:1em 0}"
+             ".warnings h2{color:#b22;margin:0.4em 0}")
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
 

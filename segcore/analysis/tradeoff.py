@@ -22,12 +22,19 @@ chosen by leave-one-out error — decoders that run on the stride-``s`` grid tru
 of its size per axis (DeepLabV3+, DAN) scale with ``(keep / s)**2``; a U-Net decoder that stops
 up-sampling at the grid saves about the same FLOPs per skipped octave (see :func:`segcore.analysis.fitting.fit_cost`).
 
+A network with fewer trials than a model has parameters plus two is not fitted with that model
+(:func:`segcore.analysis.fitting.min_trials`); with too few for every model it is "too few trials to
+fit": no accuracy model, no prediction and no fitted curve, only what was measured.
+
 The recommended configuration per network is the knee of its measured front (accuracy vs cost)
 and the cheapest configuration within a tolerance of its best; the efficient grid measured (and
-fitted) is set beside the one the spectral analysis predicted from labels alone.
+fitted) is set beside the one the spectral analysis predicted from labels alone, converted to
+strides the trials can use (whole, at least 1; :func:`trial_stride`).
 """
 
 from __future__ import annotations
+
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -38,26 +45,57 @@ import pandas as pd
 from segcore.spectral.curves import OracleCurves, oracle_curves
 from segcore.analysis.fitting import (
     CALIBRATED_ORACLE, CONSTANT, SATURATING, CostFit, CurveFit, accuracy_model, fit_accuracy, fit_cost,
+    too_few_trials,
 )
 from segcore.analysis.recommend import describe_config, recommend
 from segcore.formatting import jsonable
 
 __all__ = [
     "CALIBRATED_ORACLE", "SATURATING", "CONSTANT", "CostFit", "CurveFit", "NetworkFit", "OracleCurves",
-    "TradeoffModel", "fit_tradeoff", "oracle_curves",
+    "TradeoffModel", "fit_tradeoff", "oracle_curves", "trial_stride",
 ]
 
 
 @dataclass
 class NetworkFit:
-    """Everything fitted and recommended for one network."""
+    """Everything fitted and recommended for one network.
+
+    Attributes:
+        accuracy: the chosen accuracy model, or None when there were too few trials to fit any
+            (``note`` says why; the network then has no prediction).
+        note: "too few trials to fit: ..." when ``accuracy`` is None, else "".
+    """
 
     network: str
-    accuracy: CurveFit
+    accuracy: CurveFit | None
     candidates: dict[str, CurveFit]
     cost: CostFit | None
     recommended: dict[str, Any] = field(default_factory=dict)
     image_scale: float = 1.0  # the image scale its trials were trained at (the most common one)
+    n_trials: int = 0
+    note: str = ""
+
+    @property
+    def fitted(self) -> bool:
+        return self.accuracy is not None
+
+
+def trial_stride(native: float | None, ratio: float, what: str) -> tuple[float | None, str | None]:
+    """A stride or block of the spectrum's native label pixels as one the trials can use.
+
+    ``native * ratio`` trial pixels (``ratio``: trial pixels per native pixel), rounded down to a
+    whole stride and never below 1 (coarser than the spectral answer would claim more than it
+    does). Returns ``(stride, note)``; the note says what was changed, None when nothing was.
+    """
+    if native is None:
+        return None, None
+    value = float(native) * ratio
+    usable = float(max(1, math.floor(value + 1e-9)))
+    if abs(usable - value) <= 1e-9:
+        return usable, None
+    reason = "below one pixel" if value < 1 else "not a whole stride"
+    return usable, (f"spectral {what} {float(native):g} native pixels is {value:g} in the trials' "
+                    f"pixels ({reason}): given as {usable:g}")
 
 
 
@@ -140,6 +178,8 @@ class TradeoffModel:
                      image_scale=None) -> dict[str, np.ndarray]:
         """Vectorised :meth:`predict`: arrays of knobs in, arrays of predictions out."""
         fit = self._network(network)
+        if not fit.fitted:
+            raise ValueError(f"network {network!r} has no prediction: {fit.note}")
         x = self._features(grid_stride, keep, block, block_mode,
                            fit.image_scale if image_scale is None else image_scale)
         spec = accuracy_model(fit.accuracy.kind, self._thetas[network])
@@ -152,7 +192,7 @@ class TradeoffModel:
         """Predicted accuracy for each row of a trial table (NaN for networks not fitted)."""
         out = pd.Series(np.nan, index=df.index, dtype=float)
         for network, rows in df.groupby("network").groups.items():
-            if network in self.networks:
+            if network in self.networks and self.networks[network].fitted:
                 sub = df.loc[rows]
                 out.loc[rows] = self.predict_many(
                     network, sub["grid_stride"].to_numpy(float), sub["keep"].to_numpy(float),
@@ -164,6 +204,10 @@ class TradeoffModel:
         rows = []
         for name, fit in sorted(self.networks.items()):
             acc = fit.accuracy
+            if acc is None:
+                rows.append({"network": name, "n": fit.n_trials, "model": "too few trials to fit",
+                             "note": fit.note})
+                continue
             row = {"network": name, "n": acc.n, "model": acc.kind,
                    "params": ", ".join(f"{k}={v:.4g}" for k, v in acc.params.items()),
                    "r2": acc.r2, "rmse": acc.rmse, "loo_rmse": acc.loo_rmse}
@@ -185,21 +229,25 @@ class TradeoffModel:
         labels scored at ``image_scale`` (equal to the spectrum's ``efficient_grid.by_miou`` at
         scale 1 and the same tolerance). ``grid_by_energy`` and ``block``: the spectrum's values
         converted, ``native * image_scale`` (a stride 8 of 480 x 360 labels is a stride 4 at 0.5).
+        Each is a stride the trials can use (:func:`trial_stride`: whole, at least 1); ``notes``
+        lists what was rounded.
         """
         ratio = float(self._ratio(self._network(network).image_scale))
-
-        def conv(v):
-            return None if v is None else float(v) * ratio
-
-        by_miou = conv(self.spectral_efficient_grid.get("by_miou"))
+        by_miou = self.spectral_efficient_grid.get("by_miou")
         if self._curves is not None:
             dense = 1.0 / ratio
             strides = np.unique(np.concatenate([[dense], self._curves.strides[self._curves.strides >= dense]]))
             relative = self._curves.at_stride(strides) / self._curves.at_stride(dense)
-            by_miou = float(strides[relative >= (1.0 - self.tolerance) - 1e-12].max() * ratio)
-        return {"grid_by_miou": by_miou,
-                "grid_by_energy": conv(self.spectral_efficient_grid.get("by_energy")),
-                "block": conv(self.spectral_efficient_block)}
+            by_miou = float(strides[relative >= (1.0 - self.tolerance) - 1e-12].max())
+        out: dict[str, Any] = {"notes": []}
+        for key, native, what in (("grid_by_miou", by_miou, "efficient grid (oracle mIoU)"),
+                                  ("grid_by_energy", self.spectral_efficient_grid.get("by_energy"),
+                                   "efficient grid (band energy)"),
+                                  ("block", self.spectral_efficient_block, "efficient block")):
+            out[key], note = trial_stride(native, ratio, what)
+            if note:
+                out["notes"].append(note)
+        return out
 
     def recommendations(self) -> pd.DataFrame:
         """One row per network: measured knee, cheapest within tolerance, and the efficient grid
@@ -208,6 +256,7 @@ class TradeoffModel:
         for name, fit in sorted(self.networks.items()):
             rec = fit.recommended
             spectral = self.spectral_in_trial_units(name)
+            notes = [fit.note] * bool(fit.note) + rec.get("notes", []) + spectral["notes"]
             rows.append({
                 "network": name,
                 "image_scale": fit.image_scale,
@@ -220,6 +269,7 @@ class TradeoffModel:
                 "efficient_grid_spectral_energy": spectral["grid_by_energy"],
                 "efficient_block_measured": rec.get("efficient_block_measured"),
                 "efficient_block_spectral": spectral["block"],
+                "notes": "; ".join(notes),
             })
         return pd.DataFrame(rows)
 
@@ -301,13 +351,15 @@ def fit_tradeoff(
                             sub["block"].to_numpy(float), _modes(sub), scales)
         y = sub[metric].to_numpy(float)
         candidates, thetas, chosen = fit_accuracy(x, y, has_oracle=curves is not None)
-        model._thetas[str(network)] = thetas[chosen]
+        if chosen is not None:
+            model._thetas[str(network)] = thetas[chosen]
         cost, cost_fn = fit_cost(sub, cost_metric) if cost_metric in sub else (None, None)
         if cost_fn is not None:
             model._costs[str(network)] = cost_fn
         values, counts = np.unique(scales, return_counts=True)
-        fit = NetworkFit(str(network), candidates[chosen], candidates, cost,
-                         image_scale=float(values[np.argmax(counts)]))
+        fit = NetworkFit(str(network), candidates.get(chosen), candidates, cost,
+                         image_scale=float(values[np.argmax(counts)]), n_trials=len(sub),
+                         note="" if chosen else too_few_trials(len(sub), x, y, curves is not None))
         model.networks[str(network)] = fit
         fit.recommended = recommend(sub, metric, cost_metric, tolerance, model, str(network), strides)
     return model

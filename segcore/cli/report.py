@@ -48,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
           f"mIoU {spectral.get('by_miou', '-')}, by band energy {spectral.get('by_energy', '-')}; "
           "below in the trials' grid strides):")
     print(frame_table(report.model.recommendations()))
+    for warning in report.warnings():
+        print(f"WARNING: {warning}")
     print(f"\nreport: {files['html']}")
     if run_id:
         print(f"logged under report/ of parent run {run_id}")

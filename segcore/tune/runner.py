@@ -27,7 +27,7 @@ from .search import build_scheduler, build_search, param_space
 from .trainable import TrialContext, run_trial, trial_dirname
 from .validate import validate_sweep
 
-__all__ = ["SweepOutcome", "connect", "build_tuner", "run_sweep", "compute_spectrum", "results_frame"]
+__all__ = ["SweepOutcome", "connect", "build_tuner", "run_sweep", "compute_spectrum", "results_frame", "start_parent_run"]
 
 logger = logging.getLogger(__name__)
 
@@ -201,11 +201,36 @@ def results_frame(spec: SweepSpec, result_grid) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _start_parent_run(
-    spec: SweepSpec, recorder, *, with_spectrum: bool, progress: bool, log: Callable[[str], None]
+def _logged_spectrum(spec: SweepSpec, log: Callable[[str], None]) -> tuple[dict[str, Any] | None, bool]:
+    """The spectrum on the sweep's parent run: ``(spectrum, known)``; ``known`` is False when the
+    record could not be read (then nothing is computed again, so no curve is logged twice)."""
+    from segcore.tracking import query
+
+    try:
+        return query.load_spectrum(spec.experiment_name, spec.tracking_uri, sweep=spec.name), True
+    except (ValueError, FileNotFoundError):  # no store or parent run yet: the first start failed early
+        return None, True
+    except Exception as exc:  # an unreachable store: the trials' writes are queued, this read is not
+        log(f"could not read the parent run's spectrum ({type(exc).__name__}: {exc}); not computing it again")
+        return None, False
+
+
+def start_parent_run(
+    spec: SweepSpec, recorder, *, resuming: bool, progress: bool, log: Callable[[str], None]
 ) -> tuple[str, dict[str, Any] | None]:
-    """Open the sweep's parent run, with the spectral analysis when it is on: ``(run id, spectrum)``."""
-    spectrum = None
+    """Open (or find) the sweep's parent run, with the spectral analysis when it is on:
+    ``(run id, spectrum)``.
+
+    A resumed sweep keeps the spectrum its parent run has; when the run has none (its first start
+    failed before the analysis was logged), the analysis is computed and logged now, so the report
+    is not left without it.
+    """
+    spectrum, with_spectrum = None, True
+    if resuming and spec.spectral.enabled:
+        spectrum, known = _logged_spectrum(spec, log)
+        with_spectrum = known and spectrum is None
+        if with_spectrum:
+            log(f"sweep {spec.name!r} has no spectrum on its parent run: computing it again")
     with tempfile.TemporaryDirectory(prefix="segcore-spectrum-") as tmp:
         if spec.spectral.enabled and with_spectrum:
             log(f"spectral analysis of {spec.dataset.name}/{spec.spectral.split} (labels only) ...")
@@ -280,8 +305,7 @@ def run_sweep(
             f"{spec.max_concurrent} at a time"
         )
         recorder = SweepRecorder(spec.tracking_uri, spec.experiment_name, spec.name)
-        # A resumed sweep's parent run has its spectrum already.
-        parent, spectrum = _start_parent_run(spec, recorder, with_spectrum=not restoring, progress=progress, log=log)
+        parent, spectrum = start_parent_run(spec, recorder, resuming=restoring, progress=progress, log=log)
 
         status = "FAILED"
         try:
