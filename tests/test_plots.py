@@ -10,7 +10,7 @@ import pytest
 
 from _sweep_store import SPECTRUM
 from segcore.analysis import fit_tradeoff
-from segcore.analysis.curves import oracle_curves
+from segcore.spectral.curves import oracle_curves
 from segcore.analysis.plots import (
     fitted_curves, plot_accuracy_vs_block, plot_accuracy_vs_stride, plot_measured_vs_predicted,
 )
