@@ -174,6 +174,9 @@ def _check_search(spec: SweepSpec, errors: list[tuple[str, str]]) -> None:
                                                 f"(a finite space; a continuous range has no grid)"))
     if algorithm == "spectral":
         _check_spectral(spec, errors)
+    if spec.warm_start is not None and algorithm not in ("optuna", "spectral"):
+        errors.append(("warm_start", f"seeds a searcher: only used by algorithms optuna and spectral "
+                                     f"(algorithm is {algorithm!r})"))
 
 
 def _check_spectral(spec: SweepSpec, errors: list[tuple[str, str]]) -> None:
@@ -213,14 +216,19 @@ def _check_runtime(spec: SweepSpec, errors: list[tuple[str, str]]) -> None:
         errors.append(("resources.gpu", f"a GPU fraction must be <= 1; above 1 use whole GPUs (got {gpu})"))
     if not _NAME_RE.match(spec.name):
         errors.append(("name", f"use letters, digits, '_', '-' and '.' (got {spec.name!r})"))
-    uri = spec.tracking_uri
+    _check_tracking_uri(spec.tracking_uri, "tracking_uri", errors)
+    if spec.warm_start is not None and spec.warm_start.tracking_uri is not None:
+        _check_tracking_uri(spec.warm_start.tracking_uri, "warm_start.tracking_uri", errors)
+
+
+def _check_tracking_uri(uri: str, field: str, errors: list[tuple[str, str]]) -> None:
     scheme = uri.split(":", 1)[0].split("+", 1)[0] if ":" in uri else ""
     if scheme == "file" or not scheme:
         errors.append(
-            ("tracking_uri", f"file stores are not supported; use sqlite:///mlflow.db or http://HOST:5000 (got {uri!r})")
+            (field, f"file stores are not supported; use sqlite:///mlflow.db or http://HOST:5000 (got {uri!r})")
         )
     elif scheme not in _TRACKING_SCHEMES:
-        errors.append(("tracking_uri", f"unknown scheme {scheme!r}; valid schemes: {choices(_TRACKING_SCHEMES)}"))
+        errors.append((field, f"unknown scheme {scheme!r}; valid schemes: {choices(_TRACKING_SCHEMES)}"))
 
 
 def validate_spec(spec: SweepSpec) -> list[tuple[str, str]]:

@@ -126,6 +126,15 @@ class SchedulerSpec(_Strict):
     reduction_factor: float = Field(2.0, gt=1.0)
 
 
+class WarmStartSpec(_Strict):
+    """An earlier sweep whose finished trials seed the search (those whose configuration lies in
+    this sweep's space); its tracking URI defaults to this sweep's."""
+
+    experiment: str = Field(min_length=1)
+    sweep: str = Field(min_length=1)
+    tracking_uri: str | None = None
+
+
 class ResourcesSpec(_Strict):
     """Resources per trial; a GPU fraction (``gpu: 0.5``) packs two trials on one GPU."""
 
@@ -160,6 +169,7 @@ class SweepSpec(_Strict):
     experiment: str | None = None
     seed: int = 0
     spectral: SpectralSpec = Field(default_factory=SpectralSpec)
+    warm_start: WarmStartSpec | None = None
 
     # --- derived views ---------------------------------------------------------------------
     @property
@@ -293,14 +303,22 @@ def _absolute(path: str) -> str:
 def _resolve_paths(spec: SweepSpec) -> SweepSpec:
     """Relative paths are relative to the working directory of the command. Trials run in Ray
     workers whose working directory is elsewhere, so every path is made absolute here, once: the
-    dataset root, the storage path and a relative SQLite file (``sqlite:///mlflow.db``)."""
+    dataset root, the storage path and a relative SQLite file (``sqlite:///mlflow.db``, the sweep's
+    and the warm start's)."""
     update: dict[str, Any] = {"storage_path": _absolute(spec.storage_path)}
     if spec.dataset.root is not None:
         update["dataset"] = spec.dataset.model_copy(update={"root": _absolute(spec.dataset.root)})
-    uri = spec.tracking_uri
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////") and ":memory:" not in uri:
-        update["tracking_uri"] = "sqlite:///" + _absolute(uri[len("sqlite:///"):])
+    update["tracking_uri"] = _absolute_sqlite(spec.tracking_uri)
+    if spec.warm_start is not None and spec.warm_start.tracking_uri is not None:
+        update["warm_start"] = spec.warm_start.model_copy(
+            update={"tracking_uri": _absolute_sqlite(spec.warm_start.tracking_uri)})
     return spec.model_copy(update=update)
+
+
+def _absolute_sqlite(uri: str) -> str:
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////") and ":memory:" not in uri:
+        return "sqlite:///" + _absolute(uri[len("sqlite:///"):])
+    return uri
 
 
 def load_sweep_spec(

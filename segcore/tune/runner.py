@@ -23,7 +23,7 @@ from segcore.config.sweep import SweepSpec
 from segcore import names
 
 from .callbacks import ProgressCallback, TrackingCallback, trial_status
-from .search import build_scheduler, build_search, param_space
+from .search import WarmStart, build_scheduler, build_search, load_warm_start, param_space
 from .trainable import TrialContext, run_trial, trial_dirname
 from .validate import validate_sweep
 
@@ -120,10 +120,11 @@ def compute_spectrum(spec: SweepSpec, out_dir: str | Path, progress: bool = True
 
 
 def build_tuner(spec: SweepSpec, *, resume: bool = False, progress: bool = True,
-                spectrum: dict[str, Any] | None = None) -> tuple[tune.Tuner, bool]:
+                spectrum: dict[str, Any] | None = None, warm_start: WarmStart | None = None) -> tuple[tune.Tuner, bool]:
     """The Tuner for ``spec``, or the restored one when ``resume`` and Tune saved state exists.
 
-    ``spectrum`` (the sweep's ``spectrum.json``) feeds the ``spectral`` search algorithm.
+    ``spectrum`` (the sweep's ``spectrum.json``) feeds the ``spectral`` search algorithm and
+    ``warm_start`` (:func:`~segcore.tune.search.load_warm_start`) seeds the searcher.
 
     Returns ``(tuner, restored)``. Raises ``ValueError`` when the sweep already has state and
     ``resume`` is off (a second run under the same name would mix two sweeps in one record).
@@ -157,7 +158,7 @@ def build_tuner(spec: SweepSpec, *, resume: bool = False, progress: bool = True,
         trainable,
         param_space=param_space(spec),
         tune_config=tune.TuneConfig(
-            search_alg=build_search(spec, spectrum=spectrum),
+            search_alg=build_search(spec, spectrum=spectrum, warm_start=warm_start),
             scheduler=build_scheduler(spec),
             num_samples=(spec.num_trials() if spec.search.algorithm in ("optuna", "spectral")
                          or spec.search.explicit_points else spec.num_samples),
@@ -268,8 +269,9 @@ def run_sweep(
         log: where the driver's messages go.
 
     Raises:
-        SweepSpecError: the spec names an unknown network or dataset, or a knob value a network
-            cannot take (nothing has started).
+        SweepSpecError: the spec names an unknown network or dataset, a knob value a network
+            cannot take, or a warm start whose experiment or sweep does not exist (nothing has
+            started).
     """
     from segcore.tracking import SweepRecorder
 
@@ -285,6 +287,10 @@ def run_sweep(
             f"name: sweep {spec.name!r} already has results in {path}: pass --resume to continue it, "
             f"or give the sweep a new `name`"
         )
+    # The earlier sweep is read before anything starts; a resumed searcher holds its seeds already.
+    warm_start = None if restoring else load_warm_start(spec)
+    if warm_start is not None:
+        log(warm_start.describe())
     # Tune warns about frequent experiment snapshots, which short trials with per-epoch checkpoints
     # trigger by design; the snapshots are what --resume needs, so keep them and drop the warning.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -309,7 +315,8 @@ def run_sweep(
 
         status = "FAILED"
         try:
-            tuner, restored = build_tuner(spec, resume=resume, progress=progress, spectrum=spectrum)
+            tuner, restored = build_tuner(spec, resume=resume, progress=progress, spectrum=spectrum,
+                                          warm_start=warm_start)
             if restored:
                 log(f"resuming sweep {spec.name!r} from {path}")
             result_grid = tuner.fit()

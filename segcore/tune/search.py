@@ -18,6 +18,8 @@ run again: Optuna gets the earlier result and is asked for another point.
 from __future__ import annotations
 
 import logging
+import math
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import optuna
@@ -26,12 +28,13 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialSch
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchAlgorithm, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from segcore.config.sweep import Knob, SweepSpec
+from segcore.config.sweep import Knob, SweepSpec, SweepSpecError
 from segcore.names import METRIC_EPOCH, is_full_length
 
 from .schedulers import MultiObjectiveAsha
 
-__all__ = ["DedupOptunaSearch", "build_search", "build_scheduler", "param_space", "optuna_space"]
+__all__ = ["DedupOptunaSearch", "WarmStart", "build_search", "build_scheduler", "load_warm_start", "param_space",
+           "optuna_space"]
 
 logger = logging.getLogger(__name__)
 
@@ -223,11 +226,20 @@ def _spectral_search(spec: SweepSpec, spectrum: dict[str, Any] | None) -> Search
                           optuna_space=optuna_space(spec), sampler=_nsga2(spec))
 
 
-def build_search(spec: SweepSpec, *, spectrum: dict[str, Any] | None = None) -> SearchAlgorithm | Searcher:
-    """The search algorithm for ``tune.TuneConfig(search_alg=...)``; ``spectrum`` (the sweep's
-    ``spectrum.json``) is needed by the ``spectral`` algorithm."""
+def build_search(spec: SweepSpec, *, spectrum: dict[str, Any] | None = None,
+                 warm_start: WarmStart | None = None) -> SearchAlgorithm | Searcher:
+    """The search algorithm for ``tune.TuneConfig(search_alg=...)``.
+
+    Args:
+        spectrum: the sweep's ``spectrum.json``, needed by the ``spectral`` algorithm.
+        warm_start: finished trials of an earlier sweep (:func:`load_warm_start`): told to Optuna
+            with ``study.add_trial``, or counted as finished by the spectral prior.
+    """
     if spec.search.algorithm == "spectral":
-        return ConcurrencyLimiter(_spectral_search(spec, spectrum), max_concurrent=spec.max_concurrent)
+        prior = _spectral_search(spec, spectrum)
+        for config, values in (warm_start.trials if warm_start else []):
+            prior.add_finished(config, {**values, METRIC_EPOCH: spec.epochs})
+        return ConcurrencyLimiter(prior, max_concurrent=spec.max_concurrent)
     if spec.search.algorithm == "optuna":
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         metrics = list(spec.objectives)
@@ -241,6 +253,8 @@ def build_search(spec: SweepSpec, *, spectrum: dict[str, Any] | None = None) -> 
             space_size=spec.space_size(),
             dedupe=spec.search.dedupe,
         )
+        for config, values in (warm_start.trials if warm_start else []):
+            searcher.add_known(config, [values[m] for m in metrics])
         return ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent)
     if spec.search.algorithm == "grid" and spec.search.explicit_points:
         # Axes and seeds make the grid a list of configurations, not one product of domains: each
@@ -248,6 +262,88 @@ def build_search(spec: SweepSpec, *, spectrum: dict[str, Any] | None = None) -> 
         return BasicVariantGenerator(points_to_evaluate=grid_points(spec), max_concurrent=spec.max_concurrent,
                                      random_state=spec.seed)
     return BasicVariantGenerator(max_concurrent=spec.max_concurrent, random_state=spec.seed)
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """The finished trials of an earlier sweep that lie in this sweep's space.
+
+    ``trials`` holds ``(searched knobs, objective values)`` pairs; ``finished`` counts the earlier
+    sweep's full-length completed trials, those outside the space included.
+    """
+
+    experiment: str
+    sweep: str
+    trials: list[tuple[dict[str, Any], dict[str, float]]]
+    finished: int
+
+    def describe(self) -> str:
+        return (f"warm start: {len(self.trials)} of the {self.finished} finished trial(s) of sweep {self.sweep!r} "
+                f"(experiment {self.experiment!r}) lie in this space and seed the search; "
+                f"{self.finished - len(self.trials)} ignored")
+
+
+_OUTSIDE = object()
+
+
+def _allowed(knob: Knob, value: Any) -> Any:
+    """``value`` as the space spells it when ``knob`` allows it, else ``_OUTSIDE``."""
+    import pandas as pd
+
+    missing = value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+    if knob.kind in ("fixed", "choice"):
+        for option in knob.values:
+            if (option is None and missing) or (not missing and option == value):
+                return option
+        return _OUTSIDE
+    if missing or not (knob.low <= float(value) <= knob.high or math.isclose(float(value), knob.low)
+                       or math.isclose(float(value), knob.high)):
+        return _OUTSIDE
+    if knob.step or knob.kind == "int":
+        return next((v for v in knob.grid_values() if math.isclose(float(v), float(value), abs_tol=1e-9)), _OUTSIDE)
+    return float(value)
+
+
+def load_warm_start(spec: SweepSpec) -> WarmStart | None:
+    """The finished (completed, full-length) trials of ``spec.warm_start``'s sweep whose every knob
+    value (``network`` and each ``space`` entry, fixed ones included) the new space allows, with
+    their objectives; other params are ignored. ``None`` without a warm start.
+
+    Raises:
+        SweepSpecError: the experiment (or its tracking store) does not exist, naming
+            ``warm_start.experiment``; the sweep has no trials there, naming ``warm_start.sweep``.
+    """
+    if spec.warm_start is None:
+        return None
+    from segcore.tracking.query import load_trials
+
+    warm = spec.warm_start
+    try:
+        frame = load_trials(warm.experiment, warm.tracking_uri or spec.tracking_uri, include_partial=True)
+    except (ValueError, FileNotFoundError) as exc:
+        raise SweepSpecError([("warm_start.experiment", str(exc.args[0] if exc.args else exc))]) from None
+    sweeps = sorted(str(name) for name in frame["sweep"].dropna().unique())
+    if warm.sweep not in sweeps:
+        raise SweepSpecError([("warm_start.sweep", f"no trials of sweep {warm.sweep!r} in warm_start.experiment "
+                                                   f"{warm.experiment!r}; its sweeps: {', '.join(sweeps) or '(none)'}")])
+    finished = frame[(frame["sweep"] == warm.sweep) & frame["full_length"]]
+    knobs, searched = spec.knobs(), spec.searched_knobs()
+    trials = []
+    for _, row in finished.iterrows():
+        values = {name: _allowed(knob, row.get(name)) for name, knob in knobs.items()}
+        objectives = {metric: row.get(metric) for metric in spec.objectives}
+        if any(v is _OUTSIDE for v in values.values()) or any(_allowed_number(v) is None for v in objectives.values()):
+            continue
+        trials.append(({name: values[name] for name in searched}, {m: float(v) for m, v in objectives.items()}))
+    return WarmStart(warm.experiment, warm.sweep, trials, len(finished))
+
+
+def _allowed_number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def build_scheduler(spec: SweepSpec) -> TrialScheduler:
