@@ -1,4 +1,4 @@
-"""The ``segcore`` command line: ``segcore spectrum | train | sweep | demo | pareto | report``.
+"""The ``segcore`` command line: ``segcore spectrum | train | sweep | demo | replay | pareto | report``.
 
 Each sub-command lives in its own module of this package and exposes ``COMMAND`` (its name),
 ``ORDER`` (its place in ``--help``) and ``register(subparsers)``, which adds its parser and sets
