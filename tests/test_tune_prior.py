@@ -153,6 +153,10 @@ def test_the_prior_needs_a_finite_space_and_a_spectrum():
     assert spec.num_trials() == 2  # capped at the space
     with pytest.raises(ValueError, match="spectral needs the sweep's spectrum"):
         build_search(spec)
+    # A replay passes recorded costs instead of forward passes.
+    prior = build_search(spec, spectrum=SPECTRUM, measure=_table_cost).searcher
+    assert [(c.config, c.cost["gflops"], c.oracle) for c in prior._candidates] == [
+        ({"grid_stride": 2}, 5.0, 0.98), ({"grid_stride": 4}, 3.0, 0.95)]
 
 
 def test_every_configuration_is_costed_exactly_once_per_network(monkeypatch):

@@ -102,3 +102,15 @@ def test_a_missing_experiment_or_sweep_is_refused_before_anything_starts(store, 
     with pytest.raises(SweepSpecError, match=r"warm_start\.experiment"):
         run_sweep(_spec(store, tmp_path, experiment="older"), progress=False, log=lambda line: None)
     assert not ray.is_initialized() and not (tmp_path / "ray_results").exists()
+
+
+def test_a_local_spectral_sweep_runs_only_what_the_warm_start_left(store, tmp_path):
+    lines = []
+    spec = _spec(store, tmp_path, algorithm="spectral")
+    spec = spec.model_copy(update={"epochs": 1, "num_samples": 4, "experiment": "new",
+                                   "spectral": spec.spectral.model_copy(update={"strides": (1, 2, 4), "blocks": (1, 2)})})
+    outcome = run_sweep(spec, num_cpus=2, progress=False, log=lines.append)
+    assert lines[0].startswith("warm start: 2 of the 4 finished trial(s) of sweep 's1'")
+    ran = sorted(zip(outcome.trials["network"], outcome.trials["grid_stride"]))
+    assert ran == [(D, 2), (U, 4)]  # the two configurations the earlier sweep did not finish
+    assert set(outcome.trials["status"]) == {schema.STATUS_COMPLETED}

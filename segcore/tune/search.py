@@ -215,28 +215,32 @@ def _sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
     return _nsga2(spec) if spec.sampler == "nsga2" else optuna.samplers.TPESampler(seed=spec.seed)
 
 
-def _spectral_search(spec: SweepSpec, spectrum: dict[str, Any] | None) -> Searcher:
+def _spectral_search(spec: SweepSpec, spectrum: dict[str, Any] | None, measure: Callable | None) -> Searcher:
     """The spectral prior (:mod:`segcore.tune.prior`): every configuration costed now."""
-    from .prior import SpectralSearch, spectral_candidates
+    from .prior import SpectralSearch, measure_configurations, spectral_candidates
 
     if spectrum is None:
         raise ValueError("search.algorithm: spectral needs the sweep's spectrum (spectral.enabled: true)")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return SpectralSearch(spectral_candidates(spec, spectrum), objectives=spec.objectives, epochs=spec.epochs,
+    candidates = spectral_candidates(spec, spectrum, measure or measure_configurations)
+    return SpectralSearch(candidates, objectives=spec.objectives, epochs=spec.epochs,
                           optuna_space=optuna_space(spec), sampler=_nsga2(spec))
 
 
 def build_search(spec: SweepSpec, *, spectrum: dict[str, Any] | None = None,
-                 warm_start: WarmStart | None = None) -> SearchAlgorithm | Searcher:
+                 warm_start: WarmStart | None = None, measure: Callable | None = None) -> SearchAlgorithm | Searcher:
     """The search algorithm for ``tune.TuneConfig(search_alg=...)``.
 
     Args:
         spectrum: the sweep's ``spectrum.json``, needed by the ``spectral`` algorithm.
         warm_start: finished trials of an earlier sweep (:func:`load_warm_start`): told to Optuna
             with ``study.add_trial``, or counted as finished by the spectral prior.
+        measure: how the spectral prior costs the configurations, ``measure(spec, configs,
+            metrics) -> [cost dict]`` (default :func:`segcore.tune.prior.measure_configurations`,
+            one forward pass per network); a replay of a recorded sweep can pass the recorded costs.
     """
     if spec.search.algorithm == "spectral":
-        prior = _spectral_search(spec, spectrum)
+        prior = _spectral_search(spec, spectrum, measure)
         for config, values in (warm_start.trials if warm_start else []):
             prior.add_finished(config, {**values, METRIC_EPOCH: spec.epochs})
         return ConcurrencyLimiter(prior, max_concurrent=spec.max_concurrent)
