@@ -183,3 +183,19 @@ def test_every_configuration_is_costed_exactly_once_per_network(monkeypatch):
         assert cost["annotation_units"] == (32 // config["block"]) ** 2
     searcher = build_search(spec, spectrum=SPECTRUM)
     assert isinstance(searcher, ConcurrencyLimiter) and isinstance(searcher.searcher, SpectralSearch)
+
+
+def test_a_restored_searcher_goes_on_where_it_stopped(tmp_path):
+    spec = _spec(networks=(A, B), grid_stride=[2, 4, 8])
+    searcher = _searcher(spec)
+    for (net, stride), miou in {(A, 4): 0.90, (A, 2): 0.93, (B, 4): 0.50, (B, 2): 0.55}.items():
+        searcher.add_finished({"network": net, "grid_stride": stride}, _done(miou=miou, gflops=GFLOPS[net, stride]))
+    searcher.suggest("t0")
+    searcher.on_trial_complete("t0", _done(miou=0.80, gflops=2.0))
+    searcher._hand_over()
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    restored = _searcher(spec)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.nsga._skip.__self__ is restored
+    assert _knobs(restored.suggest("t1")) == (B, 8, 1.0)
+    assert restored.suggest("t2") == Searcher.FINISHED

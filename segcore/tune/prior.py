@@ -399,4 +399,6 @@ class SpectralSearch(Searcher):
 
         with open(checkpoint_path, "rb") as handle:
             self.__dict__.update(pickle.load(handle))
+        if self.nsga is not None:  # the pickled rule is bound to the pickled copy: bind it to this searcher
+            self.nsga._skip = self.deferred_while_others_remain
 
