@@ -89,7 +89,8 @@ def test_a_configuration_dominated_even_optimistically_runs_last():
     # Finished elsewhere (a warm start): A is good and cheap, B poor. B at stride 8 (oracle .88,
     # 4 GFLOPs) has the optimistic bound .88 * max(.50/.95, .55/.98) = .494, behind A's .90 at 3.
     for (net, stride), miou in {(A, 4): 0.90, (A, 2): 0.93, (B, 4): 0.50, (B, 2): 0.55}.items():
-        assert searcher.add_finished({"network": net, "grid_stride": stride}, _done(miou=miou, gflops=GFLOPS[net, stride]))
+        seed = _done(miou=miou, gflops=GFLOPS[net, stride])
+        assert searcher.add_finished({"network": net, "grid_stride": stride}, seed)
     deferred = {"network": B, "grid_stride": 8}
     assert searcher.deferred_while_others_remain(deferred)  # A at stride 8 has not run
     first = searcher.suggest("t0")

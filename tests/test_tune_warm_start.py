@@ -107,8 +107,8 @@ def test_a_missing_experiment_or_sweep_is_refused_before_anything_starts(store, 
 def test_a_local_spectral_sweep_runs_only_what_the_warm_start_left(store, tmp_path):
     lines = []
     spec = _spec(store, tmp_path, algorithm="spectral")
-    spec = spec.model_copy(update={"epochs": 1, "num_samples": 4, "experiment": "new",
-                                   "spectral": spec.spectral.model_copy(update={"strides": (1, 2, 4), "blocks": (1, 2)})})
+    spectral = spec.spectral.model_copy(update={"strides": (1, 2, 4), "blocks": (1, 2)})
+    spec = spec.model_copy(update={"epochs": 1, "num_samples": 4, "experiment": "new", "spectral": spectral})
     outcome = run_sweep(spec, num_cpus=2, progress=False, log=lines.append)
     assert lines[0].startswith("warm start: 2 of the 4 finished trial(s) of sweep 's1'")
     ran = sorted(zip(outcome.trials["network"], outcome.trials["grid_stride"]))

@@ -328,8 +328,9 @@ def load_warm_start(spec: SweepSpec) -> WarmStart | None:
         raise SweepSpecError([("warm_start.experiment", str(exc.args[0] if exc.args else exc))]) from None
     sweeps = sorted(str(name) for name in frame["sweep"].dropna().unique())
     if warm.sweep not in sweeps:
-        raise SweepSpecError([("warm_start.sweep", f"no trials of sweep {warm.sweep!r} in warm_start.experiment "
-                                                   f"{warm.experiment!r}; its sweeps: {', '.join(sweeps) or '(none)'}")])
+        message = (f"no trials of sweep {warm.sweep!r} in warm_start.experiment {warm.experiment!r}; "
+                   f"its sweeps: {', '.join(sweeps) or '(none)'}")
+        raise SweepSpecError([("warm_start.sweep", message)])
     finished = frame[(frame["sweep"] == warm.sweep) & frame["full_length"]]
     knobs, searched = spec.knobs(), spec.searched_knobs()
     trials = []
