@@ -99,7 +99,7 @@ def test_budget_stops_the_replay(local_ray):
 
 def test_optuna_with_asha_runs_each_configuration_once(local_ray):
     spec = _spec(search={"algorithm": "optuna", "sampler": "tpe"}, objectives={"miou": "max"},
-                 asha={"metric": "miou", "grace_period": 1}, num_samples=4, max_concurrent=1)
+                 scheduler={"name": "asha", "metric": "miou", "grace_period": 1}, num_samples=4, max_concurrent=1)
     ends = replay_sweep(spec, CURVES).finished_trials()
     assert len(ends) == 4
     assert len(set(zip(ends["network"], ends["grid_stride"]))) == 4
@@ -120,3 +120,17 @@ def test_cli_replay(local_ray, tmp_path, capsys):
     assert "trial-epochs spent: 8 of the exhaustive 8 (100.0%)" in out
     assert "hypervolume reached: 100.0%" in out
     assert len(pd.read_csv(events)) == 12  # 8 epochs and 4 trial ends
+
+
+def test_spectral_prior_and_mo_asha_replayed_with_recorded_costs(local_ray):
+    from _sweep_store import SPECTRUM
+
+    spec = _spec(search={"algorithm": "spectral"}, spectral={"enabled": True},
+                 scheduler={"name": "mo_asha", "grace_period": 1}, num_samples=4, max_concurrent=1)
+    outcome = replay_sweep(spec, CURVES, spectrum=SPECTRUM)
+    ends = outcome.finished_trials()
+    assert len(set(zip(ends["network"], ends["grid_stride"]))) == len(ends) <= 4
+    # The prior costs every configuration from the table: the first one it runs is the cheapest
+    # of its predicted front (unet_tiny at stride 4, 2 GFLOPs, is on every front).
+    first = ends.iloc[0]
+    assert (first["network"], first["grid_stride"]) == ("unet_tiny", 4)

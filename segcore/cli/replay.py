@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--experiment", help="read the curves of this MLflow experiment instead")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI for --experiment")
     p.add_argument("--sweep", default=None, help="only the trials of this sweep name (--experiment)")
+    p.add_argument("--spectrum", default=None, metavar="JSON",
+                   help="the recorded sweep's spectrum.json, for search.algorithm: spectral "
+                   "(with --experiment: read from the sweep's parent run unless given)")
     p.add_argument("--seed", type=int, default=None, help="seed of the searcher (overrides the spec's)")
     p.add_argument("--missing", choices=("error", "skip"), default="error",
                    help="a configuration the table lacks: refuse the replay (default), or never run "
@@ -46,6 +49,19 @@ def _curves(args: argparse.Namespace):
     return load_curves(args.experiment, args.tracking_uri, sweep=args.sweep)
 
 
+def _spectrum(args: argparse.Namespace) -> dict | None:
+    if args.spectrum:
+        import json
+        from pathlib import Path
+
+        return json.loads(Path(args.spectrum).read_text())
+    if args.experiment:
+        from segcore.tracking.query import load_spectrum
+
+        return load_spectrum(args.experiment, args.tracking_uri, sweep=args.sweep)
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from segcore.analysis.progress import budget_to_reach, replay_progress
     from segcore.config.sweep import load_sweep_spec
@@ -58,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     budget = None if args.budget_share is None else args.budget_share * total
     t0 = time.monotonic()
     outcome = replay_sweep(spec, table, missing=args.missing, budget_trial_epochs=budget,
-                           num_samples=args.num_samples)
+                           num_samples=args.num_samples, spectrum=_spectrum(args))
     elapsed = time.monotonic() - t0
     ends = outcome.finished_trials()
     exhaustive = exhaustive_front_input(table, spec.epochs)

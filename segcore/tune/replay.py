@@ -143,6 +143,17 @@ class ReplayTable:
         """One row per configuration: its knobs and its last epoch's metrics (``epoch`` included)."""
         return pd.DataFrame([{**self.configs[key], **curve[-1]} for key, curve in self.curves.items()])
 
+    def measure(self, spec: SweepSpec, configs: list[dict[str, Any]], metrics: list[str]) -> list[dict[str, float]]:
+        """The recorded cost of each configuration (sampled knobs), for the spectral prior in place
+        of its forward passes (the same numbers: the record's cost is measured the same way);
+        NaN for a configuration the table lacks."""
+        costs = [m for m in metrics if m in names.COST_METRICS]
+        out = []
+        for sampled in configs:
+            curve = self.curves.get(self.key(_trial_config(spec, spec.trial_config(dict(sampled)))))
+            out.append({m: float(curve[-1].get(m, math.nan)) if curve else math.nan for m in costs})
+        return out
+
     def describe(self, config: dict[str, Any]) -> str:
         return " ".join(f"{k}={config.get(k, _KNOB_DEFAULTS.get(k))}" for k in self.knobs)
 
@@ -312,8 +323,8 @@ def start_local_ray(num_cpus: int | None = None) -> bool:
     return connect("local", num_cpus=num_cpus or max(32, os.cpu_count() or 1), num_gpus=0)
 
 
-def _searcher(spec: SweepSpec, table: ReplayTable, missing: str) -> SearchAlgorithm:
-    search = build_search(spec)
+def _searcher(spec: SweepSpec, table: ReplayTable, missing: str, spectrum: dict | None) -> SearchAlgorithm:
+    search = build_search(spec, spectrum=spectrum, measure=table.measure)
     if isinstance(search, Searcher):
         search = SearchGenerator(search)
     return TableOnlySearch(search, spec, table) if missing == "skip" else search
@@ -326,6 +337,7 @@ def replay_sweep(
     missing: str = "error",
     budget_trial_epochs: float | None = None,
     num_samples: int | None = None,
+    spectrum: dict | None = None,
 ) -> ReplayOutcome:
     """Replay ``spec``'s search and scheduler over a recorded table (no training, no MLflow).
 
@@ -337,6 +349,8 @@ def replay_sweep(
         missing: ``"error"`` or ``"skip"`` configurations that are not in the table (module docstring).
         budget_trial_epochs: stop the whole replay once this many trial-epochs were spent.
         num_samples: trials to ask for (default: as :func:`segcore.tune.runner.build_tuner` does).
+        spectrum: the recorded sweep's ``spectrum.json``, for ``search: {algorithm: spectral}``
+            (whose costs then come from the table rather than forward passes).
 
     Raises:
         ValueError: ``missing="error"`` and the spec may run a configuration the table lacks, or a
@@ -353,7 +367,7 @@ def replay_sweep(
         _check_table_covers(spec, table)
     started = start_local_ray()
     try:
-        return _run_replay(spec, table, missing, budget_trial_epochs, num_samples)
+        return _run_replay(spec, table, missing, budget_trial_epochs, num_samples, spectrum)
     finally:
         if started:
             import ray
@@ -368,11 +382,11 @@ def _default_samples(spec: SweepSpec) -> int:
 
 
 def _run_replay(spec: SweepSpec, table: ReplayTable, missing: str, budget: float | None,
-                num_samples: int | None) -> ReplayOutcome:
+                num_samples: int | None, spectrum: dict | None) -> ReplayOutcome:
     import ray
 
     log = _EventLog(spec.epochs, budget)
-    search = _searcher(spec, table, missing)
+    search = _searcher(spec, table, missing, spectrum)
     # Each trial takes an equal share of the declared CPUs, so no more than max_concurrent trial
     # processes ever exist and finished ones are reused (starting a process costs more than a trial).
     share = float(ray.cluster_resources().get("CPU", 1.0)) / spec.max_concurrent
