@@ -218,7 +218,9 @@ def _html(report: Report, pngs: Mapping[str, Path]) -> str:
         f"mIoU {spectral.get('by_miou', '-')}, by band energy {spectral.get('by_energy', '-')}. The "
         "table gives it in the trials' grid strides: by oracle mIoU re-derived with this report's "
         "tolerance relative to the oracle at the trials' own resolution, by energy as native "
-        "stride &times; image scale.</p>",
+        "stride &times; image scale, each rounded down to a whole stride of at least 1 (the notes say "
+        "where). The measured efficient grid reads only trials at keep 1 and block 1, seeds "
+        "averaged.</p>",
         _table(report.model.recommendations()),
     ]
     style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
