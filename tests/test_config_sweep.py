@@ -49,6 +49,13 @@ CATALOGUE = [
     ("mo_asha with a metric", with_("scheduler", {"name": "mo_asha", "metric": "miou"}), "scheduler.metric",
      "only used by scheduler asha; mo_asha ranks by every objective (miou, gflops)"),
     ("the old asha key", with_("asha", {"metric": "miou"}), "asha", "scheduler"),
+    ("constraint on a non-cost metric", with_("constraints", {"miou": {"min": 0.5}}), "constraints.miou",
+     "unknown cost metric 'miou'; valid cost metrics: gflops, decoder_gflops"),
+    ("constraint without a bound", with_("constraints", {"gflops": {}}), "constraints.gflops", "no bound"),
+    ("constraint min above max", with_("constraints", {"gflops": {"min": 3, "max": 1}}), "constraints.gflops",
+     "min must be <= max"),
+    ("constraint with an unknown bound", with_("constraints", {"gflops": {"below": 1}}), "constraints.gflops.below",
+     "valid fields: min, max"),
     ("gpu 1.5", with_("resources.gpu", 1.5), "resources.gpu", "whole GPUs"),
     ("negative gpu", with_("resources.gpu", -0.5), "resources.gpu", "greater than or equal to 0"),
     ("zero cpu", with_("resources.cpu", 0), "resources.cpu", "greater than 0"),
@@ -176,6 +183,14 @@ def test_scheduler_ranks_by_its_metric_or_by_every_objective():
     assert asha.to_dict()["scheduler"]["metric"] == "miou" and asha.to_dict()["scheduler"]["mode"] == "max"
     assert load_sweep_spec(with_("scheduler", {"name": "asha", "metric": "train_loss"})).scheduler_objectives() == {
         "train_loss": "min"}  # not an objective: its natural mode
+
+
+def test_constraints_resolve_to_bounds():
+    spec = load_sweep_spec(with_("constraints", {"gflops": {"max": 2.0}, "annotation_units": {"min": 4, "max": 64}}))
+    assert spec.constraint_bounds() == {"gflops": {"min": None, "max": 2.0},
+                                        "annotation_units": {"min": 4.0, "max": 64.0}}
+    assert spec.to_dict()["constraints"] == spec.constraint_bounds()
+    assert load_sweep_spec(good()).constraint_bounds() == {}
 
 
 def test_optuna_dedupe_caps_trials_at_a_small_space():

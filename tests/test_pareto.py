@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from segcore.analysis import hypervolume, is_pareto_efficient, pareto_front, parse_objectives
+from segcore.analysis.pareto import feasible_mask
 
 # (name, network, miou, gflops). Known front under miou max / gflops min: A, B, F (a tie with B), D.
 ROWS = [
@@ -122,3 +123,15 @@ def test_parse_objectives():
         parse_objectives(["miou"])
     with pytest.raises(ValueError, match="at least one"):
         parse_objectives({})
+
+
+def test_front_leaves_out_trials_that_break_the_constraints():
+    table = pd.DataFrame({"miou": [0.9, 0.7, 0.5, 0.4], "gflops": [8.0, 3.0, 1.0, 2.0],
+                          "annotation_units": [100.0, 10.0, 50.0, 5.0]})
+    assert sorted(pareto_front(table).index) == [0, 1, 2]
+    assert feasible_mask(table, {"gflops": {"max": 4.0}}).tolist() == [False, True, True, True]
+    # The dear trial 0 breaks the bound: the best feasible accuracy leads the front.
+    assert sorted(pareto_front(table, constraints={"gflops": {"max": 4.0}}).index) == [1, 2]
+    bounds = {"gflops": {"max": 4.0}, "annotation_units": {"min": None, "max": 20.0}}
+    assert sorted(pareto_front(table, constraints=bounds).index) == [1, 3]  # 3 joins once 2 is out
+    assert feasible_mask(table.drop(columns="gflops"), {"gflops": {"max": 4.0}}).sum() == 0  # no cost: broken

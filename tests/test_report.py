@@ -61,3 +61,22 @@ def test_import_stays_light():
             "print(sorted(m for m in ('mlflow', 'ray', 'matplotlib', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "mlflow" not in out.stdout and "matplotlib" not in out.stdout and "ray" not in out.stdout
+
+
+def test_report_marks_infeasible_trials_and_keeps_them_out_of_the_fronts(tmp_path):
+    from segcore.analysis.report import build_report, write_report
+
+    df = calibrated_table({"deeplabv3plus": (0.62, 2.0), "dan": (0.45, 0.7)})
+    limit = float(df["gflops"].median())
+    report = build_report(df, SPECTRUM, experiment="constrained", constraints={"gflops": {"max": limit}})
+    assert report.trials["feasible"].tolist() == (df["gflops"] <= limit).tolist()
+    assert (report.front["gflops"] <= limit).all() and (report.fronts["gflops"] <= limit).all()
+    unconstrained = build_report(df, SPECTRUM, experiment="free")
+    assert unconstrained.trials["feasible"].all()
+    assert report.hypervolume["all"] < unconstrained.hypervolume["all"]
+    assert report.reference == unconstrained.reference  # one reference: the volumes compare
+    files = write_report(report, tmp_path)
+    data = json.loads(files["json"].read_text())
+    assert data["constraints"] == {"gflops": {"max": limit}}
+    assert data["n_infeasible"] == int((df["gflops"] > limit).sum()) > 0
+    assert f"gflops max {limit:g}" in files["html"].read_text()

@@ -14,9 +14,10 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from segcore.config.constraints import is_feasible
 from segcore.dominance import is_pareto_efficient
 
-__all__ = ["DEFAULT_OBJECTIVES", "hypervolume", "is_pareto_efficient", "losses", "pareto_front",
+__all__ = ["DEFAULT_OBJECTIVES", "feasible_mask", "hypervolume", "is_pareto_efficient", "losses", "pareto_front",
            "parse_objectives", "reference_point"]
 
 DEFAULT_OBJECTIVES: dict[str, str] = {"miou": "max", "gflops": "min"}
@@ -74,10 +75,22 @@ def losses(df: pd.DataFrame, objectives: Mapping[str, str]) -> np.ndarray:
     return np.stack(cols, axis=1) if cols else np.empty((len(df), 0))
 
 
+def feasible_mask(df: pd.DataFrame, constraints: Mapping[str, Mapping[str, float | None]] | None) -> pd.Series:
+    """Whether each row's cost satisfies the sweep's ``constraints`` (``{metric: {"min": low,
+    "max": high}}``, the spec's field), by :func:`segcore.config.constraints.is_feasible`; a cost
+    column that is missing or NaN breaks its bound. Every row is feasible without constraints."""
+    if not constraints:
+        return pd.Series(True, index=df.index, dtype=bool)
+    columns = [metric for metric in constraints if metric in df.columns]
+    costs = df[columns].apply(pd.to_numeric, errors="coerce").to_dict(orient="records")
+    return pd.Series([is_feasible(cost, constraints) for cost in costs], index=df.index, dtype=bool)
+
+
 def pareto_front(
     df: pd.DataFrame,
     objectives: Mapping[str, str] | Iterable[str] | None = None,
     by: str | None = None,
+    constraints: Mapping[str, Mapping[str, float | None]] | None = None,
 ) -> pd.DataFrame:
     """The non-dominated rows of ``df``, globally or within each group of column ``by``.
 
@@ -85,6 +98,8 @@ def pareto_front(
         df: one row per trial (e.g. :func:`segcore.analysis.load_trials`).
         objectives: ``{column: "max" | "min"}``; default ``{"miou": "max", "gflops": "min"}``.
         by: a column (e.g. ``"network"``): one front per value instead of one overall.
+        constraints: the sweep's cost constraints (``{metric: {"min": low, "max": high}}``): rows
+            that break one are left out before the front is taken (:func:`feasible_mask`).
 
     Returns:
         The front's rows (all columns of ``df``, original index), sorted by ``by`` and then by the
@@ -97,6 +112,7 @@ def pareto_front(
     _check_columns(df, objectives)
     if by is not None and by not in df.columns:
         raise KeyError(f"by: unknown column {by!r}; columns that exist: {', '.join(map(str, df.columns))}")
+    df = df[feasible_mask(df, constraints)]
     loss = losses(df, objectives)
     mask = np.zeros(len(df), dtype=bool)
     if by is None:

@@ -19,12 +19,12 @@ from typing import Any
 
 import pandas as pd
 
-from segcore.analysis.pareto import hypervolume, parse_objectives, pareto_front, reference_point
+from segcore.analysis.pareto import feasible_mask, hypervolume, parse_objectives, pareto_front, reference_point
 from segcore.analysis.tradeoff import TradeoffModel, fit_tradeoff
 from segcore.formatting import jsonable
 
 __all__ = ["FRONT_COLUMNS", "MISSING_SPECTRUM", "Report", "build_report", "report_experiment",
-           "sweep_objectives", "write_report"]
+           "sweep_constraints", "sweep_objectives", "write_report"]
 
 FRONT_COLUMNS = ("network", "grid_stride", "keep", "block", "block_mode", "trial_id", "node")
 
@@ -42,13 +42,15 @@ class Report:
     Attributes:
         experiment: experiment name.
         objectives: ``{column: "max" | "min"}``.
-        trials: the trial table analysed (full-length trials).
-        front: the global Pareto front.
+        trials: the trial table analysed (full-length trials), with a ``feasible`` column: whether
+            the trial's cost satisfies the sweep's constraints.
+        front: the global Pareto front (feasible trials only).
         fronts: the front of each network.
         reference: the hypervolume reference point (columns' own units).
         hypervolume: ``{"all": hv, network: hv, ...}``.
         model: the fitted trade-off.
         spectrum: the dataset's spectral analysis, if the sweep logged one.
+        constraints: the sweep's cost constraints, ``{metric: {"min": low, "max": high}}``.
     """
 
     experiment: str
@@ -60,6 +62,7 @@ class Report:
     hypervolume: dict[str, float]
     model: TradeoffModel
     spectrum: dict | None = None
+    constraints: dict[str, dict[str, float | None]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def front_table(self, per_network: bool = False) -> pd.DataFrame:
@@ -82,6 +85,8 @@ class Report:
             "warnings": self.warnings(),
             "objectives": self.objectives,
             "n_trials": int(len(self.trials)),
+            "constraints": self.constraints,
+            "n_infeasible": int((~self.trials["feasible"]).sum()),
             "networks": sorted(self.trials["network"].astype(str).unique().tolist()),
             "front": _records(self.front_table()),
             "fronts_by_network": _records(self.front_table(per_network=True)),
@@ -121,24 +126,31 @@ def build_report(
     objectives: Mapping[str, str] | None = None,
     reference: Mapping[str, float] | None = None,
     tolerance: float = 0.01,
+    constraints: Mapping[str, Mapping[str, float | None]] | None = None,
 ) -> Report:
     """Fronts (global and per network), hypervolumes with one shared reference, and the trade-off fit.
+
+    ``constraints`` (the sweep's, ``{metric: {"min": low, "max": high}}``) mark each trial
+    ``feasible`` or not; the fronts and hypervolumes count the feasible ones only, the fit all.
 
     Raises:
         KeyError: an objective is not a column (lists those that exist).
         ValueError: no full-length trial to analyse.
     """
     objectives = parse_objectives(objectives)
+    constraints = {metric: dict(bounds) for metric, bounds in (constraints or {}).items()}
     trials = df[df["full_length"].astype(bool)] if "full_length" in df else df
-    front = pareto_front(trials, objectives)
-    fronts = pareto_front(trials, objectives, by="network")
+    trials = trials.assign(feasible=feasible_mask(trials, constraints))
+    feasible = trials[trials["feasible"]]
+    front = pareto_front(feasible, objectives)
+    fronts = pareto_front(feasible, objectives, by="network")
     ref = dict(reference) if reference is not None else reference_point(trials, objectives)
-    hv = {"all": hypervolume(trials, objectives, ref)}
-    for name, sub in trials.groupby(trials["network"].astype(str), sort=True):
+    hv = {"all": hypervolume(feasible, objectives, ref)}
+    for name, sub in feasible.groupby(feasible["network"].astype(str), sort=True):
         hv[str(name)] = hypervolume(sub, objectives, ref)
     model = fit_tradeoff(trials, dict(spectrum) if spectrum else None, tolerance=tolerance)
     return Report(experiment, objectives, trials, front, fronts, ref, hv, model,
-                  dict(spectrum) if spectrum else None)
+                  dict(spectrum) if spectrum else None, constraints)
 
 
 def write_report(report: Report, out_dir: str | os.PathLike) -> dict[str, Path]:
@@ -158,7 +170,7 @@ def write_report(report: Report, out_dir: str | os.PathLike) -> dict[str, Path]:
     files["json"].write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
     files["csv"] = out / "trials.csv"
     _front_columns(report.trials, report.objectives).join(
-        report.trials[[c for c in ("miou", "gflops", "pixel_accuracy", "run_id") if c in report.trials
+        report.trials[[c for c in ("miou", "gflops", "pixel_accuracy", "feasible", "run_id") if c in report.trials
                        and c not in report.objectives]]).to_csv(files["csv"], index=False)
     pngs = {}
     if len(report.objectives) >= 2:
@@ -198,6 +210,7 @@ def _html(report: Report, pngs: Mapping[str, Path]) -> str:
          + "".join(f"<li>{html.escape(w)}</li>" for w in warnings) + "</ul></div>") if warnings else "",
         f"<p>{len(report.trials)} full-length trials of {report.trials['network'].nunique()} networks; "
         f"objectives: {html.escape(objectives)}; tolerance {report.model.tolerance:g} (relative).</p>",
+        _constraints_html(report),
         "<h2>Pareto front</h2>", _img(pngs["front"]) if "front" in pngs else "",
         "<h3>Global front</h3>", _table(report.front_table()),
         "<h3>Front per network</h3>", _table(report.front_table(per_network=True)),
@@ -233,12 +246,33 @@ def _html(report: Report, pngs: Mapping[str, Path]) -> str:
             f"<style>{style}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
 
 
+def _constraints_html(report: Report) -> str:
+    """The sweep's constraints and the trials that break them (left out of the fronts)."""
+    if not report.constraints:
+        return ""
+    bounds = ", ".join(f"{metric} {bound} {limit:g}" for metric, limits in report.constraints.items()
+                       for bound, limit in limits.items() if limit is not None)
+    infeasible = report.trials[~report.trials["feasible"]]
+    text = f"<p>Constraints: {html.escape(bounds)}; {len(infeasible)} infeasible trial(s), left out of the fronts.</p>"
+    return text + (_table(_front_columns(infeasible, report.objectives)) if len(infeasible) else "")
+
+
+def _logged_spec(experiment: str, tracking_uri: str | None, sweep: str | None) -> dict:
+    from segcore.tracking import query
+
+    return query.load_sweep_spec(experiment, tracking_uri, sweep=sweep) or {}
+
+
+def sweep_constraints(experiment: str, tracking_uri: str | None = None, *,
+                      sweep: str | None = None) -> dict[str, dict[str, float | None]]:
+    """The cost constraints the sweep ran under (from its logged ``sweep.yaml``), else none."""
+    return dict(_logged_spec(experiment, tracking_uri, sweep).get("constraints") or {})
+
+
 def sweep_objectives(experiment: str, tracking_uri: str | None = None, *,
                      sweep: str | None = None) -> dict[str, str]:
     """The objectives the sweep optimised (from its logged ``sweep.yaml``), else the default."""
-    from segcore.tracking import query
-
-    spec = query.load_sweep_spec(experiment, tracking_uri, sweep=sweep) or {}
+    spec = _logged_spec(experiment, tracking_uri, sweep)
     return parse_objectives(spec.get("objectives") or None)
 
 
@@ -270,7 +304,8 @@ def report_experiment(
         raise ValueError(f"experiment {experiment!r} has no completed full-length trial to report "
                          "on (see `load_trials(..., include_partial=True)` for the others)")
     spectrum = query.load_spectrum(experiment, tracking_uri, sweep=sweep)
-    report = build_report(df, spectrum, experiment=experiment, objectives=objectives, tolerance=tolerance)
+    report = build_report(df, spectrum, experiment=experiment, objectives=objectives, tolerance=tolerance,
+                          constraints=sweep_constraints(experiment, tracking_uri, sweep=sweep))
     files = write_report(report, out_dir)
     run_id = query.log_report_artifacts(experiment, out_dir, tracking_uri, sweep=sweep) if log_artifacts else None
     return report, files, run_id

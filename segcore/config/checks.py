@@ -9,6 +9,7 @@ raised, through ``load_sweep_spec(..., checks=...)``.
 from __future__ import annotations
 
 import re
+import typing
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
@@ -67,11 +68,16 @@ def _join_loc(loc) -> str:
 def _model_at(model: type[BaseModel], loc) -> type[BaseModel] | None:
     """The pydantic model that holds the field at ``loc`` (to list its valid fields)."""
     current: Any = model
+    keyed = False  # the previous part was a dict of models: this part is a key, not a field
     for part in loc:
+        if keyed:
+            keyed = False
+            continue
         if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
             return None
         annotation = current.model_fields[part].annotation
         args = getattr(annotation, "__args__", ())
+        keyed = typing.get_origin(annotation) is dict
         current = next((a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
@@ -123,7 +129,6 @@ def _check_objectives(spec: SweepSpec, errors: list[tuple[str, str]]) -> None:
     for metric in spec.objectives:
         if metric not in VALID_METRICS:
             errors.append((f"objectives.{metric}", f"unknown metric {metric!r}; valid metrics: {valid}"))
-    _check_scheduler(spec, errors)
 
 
 def _check_scheduler(spec: SweepSpec, errors: list[tuple[str, str]]) -> None:
@@ -143,6 +148,18 @@ def _check_scheduler(spec: SweepSpec, errors: list[tuple[str, str]]) -> None:
             "scheduler.grace_period",
             f"must be < epochs ({spec.epochs}) for {scheduler.name} to stop anything (got {scheduler.grace_period})",
         ))
+
+
+def _check_constraints(spec: SweepSpec, errors: list[tuple[str, str]]) -> None:
+    """Bounds on cost metrics only (what is known before training), each with a bound."""
+    for metric, bound in spec.constraints.items():
+        where = f"constraints.{metric}"
+        if metric not in names.COST_METRICS:
+            errors.append((where, f"unknown cost metric {metric!r}; valid cost metrics: {choices(names.COST_METRICS)}"))
+        if bound.min is None and bound.max is None:
+            errors.append((where, "no bound; give min, max or both, e.g. {max: 2.0}"))
+        elif bound.min is not None and bound.max is not None and bound.min > bound.max:
+            errors.append((where, f"min must be <= max (got min {bound.min:g}, max {bound.max:g})"))
 
 
 def _check_search(spec: SweepSpec, errors: list[tuple[str, str]]) -> None:
@@ -240,5 +257,7 @@ def validate_spec(spec: SweepSpec) -> list[tuple[str, str]]:
     check_space(spec.space, spec.train, errors)
     _check_train(spec, errors)
     _check_objectives(spec, errors)
+    _check_scheduler(spec, errors)
+    _check_constraints(spec, errors)
     _check_search(spec, errors)
     return errors

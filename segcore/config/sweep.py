@@ -15,6 +15,7 @@ each knob, what to optimise, how to search and with which resources per trial::
     objectives: {miou: max, gflops: min}
     search: {algorithm: optuna, sampler: nsga2}
     scheduler: {name: mo_asha, grace_period: 1}   # or {name: asha, metric: miou}
+    constraints: {gflops: {max: 2.0}}            # cost bounds (also `min`): breaking ones never run
     num_samples: 8
     max_concurrent: 2
     resources: {cpu: 1, gpu: 0.5}
@@ -135,6 +136,13 @@ class WarmStartSpec(_Strict):
     tracking_uri: str | None = None
 
 
+class BoundSpec(_Strict):
+    """Bounds on one cost metric (either or both); see :mod:`segcore.config.constraints`."""
+
+    min: float | None = None
+    max: float | None = None
+
+
 class ResourcesSpec(_Strict):
     """Resources per trial; a GPU fraction (``gpu: 0.5``) packs two trials on one GPU."""
 
@@ -159,6 +167,9 @@ class SweepSpec(_Strict):
     )
     search: SearchSpec = Field(default_factory=SearchSpec)
     scheduler: SchedulerSpec | None = None
+    # Bounds on cost metrics, e.g. {gflops: {max: 2.0}}: a configuration whose cost (measured
+    # before training) breaks one never runs.
+    constraints: dict[str, BoundSpec] = Field(default_factory=dict)
     num_samples: int = Field(8, ge=1)
     max_concurrent: int = Field(2, ge=1)
     max_failures: int = Field(1, ge=0)
@@ -277,6 +288,10 @@ class SweepSpec(_Strict):
             return dict(self.objectives)
         metric = self.scheduler.metric or names.METRIC_MIOU
         return {metric: self.scheduler.mode or self.objectives.get(metric) or _natural_mode(metric)}
+
+    def constraint_bounds(self) -> dict[str, dict[str, float | None]]:
+        """``{metric: {"min": low, "max": high}}`` for :func:`segcore.config.constraints.constraint_values`."""
+        return {metric: bound.model_dump() for metric, bound in self.constraints.items()}
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec (defaults filled in), JSON/YAML-safe, for logging on the parent run."""

@@ -56,6 +56,8 @@ from segcore.dominance import is_pareto_efficient
 from segcore.names import COST_METRICS, METRIC_EPOCH, METRIC_MIOU, is_full_length
 from segcore.spectral.curves import OracleCurves, oracle_curves
 
+from .constraints import ConstraintCheck
+
 __all__ = [
     "Calibration", "Candidate", "SpectralSearch", "enumerate_space", "measure_configurations",
     "spectral_candidates",
@@ -236,21 +238,30 @@ class SpectralSearch(Searcher):
         sampler: the sampler of the hand-over (default NSGA-II seeded with ``seed``).
         prior_c: the ceiling ``c`` of a network before any of its trials finished.
         seed: seed of the default sampler.
+        constraint_check: the spec's cost constraints: candidates whose cost breaks one never
+            run, in the prior phase or after the hand-over (whose NSGA-II is told them as infeasible).
     """
 
     def __init__(self, candidates: Sequence[Candidate], *, objectives: Mapping[str, str], epochs: int,
                  optuna_space: Mapping[str, optuna.distributions.BaseDistribution],
-                 sampler: optuna.samplers.BaseSampler | None = None, prior_c: float = 1.0, seed: int = 0):
+                 sampler: optuna.samplers.BaseSampler | None = None, prior_c: float = 1.0, seed: int = 0,
+                 constraint_check: ConstraintCheck | None = None):
         metrics = list(objectives)
         modes = [objectives[m] for m in metrics]
         super().__init__(metric=metrics if len(metrics) > 1 else metrics[0],
                          mode=modes if len(modes) > 1 else modes[0])
+        self._space_size = len(candidates)
+        if constraint_check is not None:
+            for candidate in candidates:
+                constraint_check.remember(candidate.config, candidate.cost)
+            candidates = [c for c in candidates if constraint_check.feasible(c.config)]
         self._candidates = list(candidates)
         self._by_key = {c.key: c for c in self._candidates}
         self._objectives = dict(objectives)
         self._epochs = int(epochs)
         self._space = dict(optuna_space)
         self._sampler = sampler or optuna.samplers.NSGAIISampler(seed=seed)
+        self._constraint_check = constraint_check
         self.calibration = Calibration(prior_c)
         self._measured: dict[tuple, dict[str, float]] = {}  # config key -> objectives of a full-length trial
         self._proposed: set[tuple] = set()  # config keys run, running or seeded
@@ -379,7 +390,8 @@ class SpectralSearch(Searcher):
 
         self.nsga = DedupOptunaSearch(
             space=self._space, metric=self.metric, mode=self.mode, sampler=self._sampler, epochs=self._epochs,
-            space_size=len(self._candidates), skip=self.deferred_while_others_remain,
+            space_size=self._space_size, skip=self.deferred_while_others_remain,
+            constraint_check=self._constraint_check,
         )
         for config, values, state in self._history:
             self.nsga.add_known(config, self._vector(values), state)

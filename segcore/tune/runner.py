@@ -23,7 +23,7 @@ from segcore.config.sweep import SweepSpec
 from segcore import names
 
 from .callbacks import ProgressCallback, TrackingCallback, trial_status
-from .search import WarmStart, build_scheduler, build_search, load_warm_start, param_space
+from .search import WarmStart, build_scheduler, build_search, load_warm_start, param_space, tune_num_samples
 from .trainable import TrialContext, run_trial, trial_dirname
 from .validate import validate_sweep
 
@@ -153,15 +153,14 @@ def build_tuner(spec: SweepSpec, *, resume: bool = False, progress: bool = True,
         TrackingCallback(spec.tracking_uri, spec.experiment_name, spec.name, spec.epochs)
     ]
     if progress:
-        callbacks.insert(0, ProgressCallback(spec.num_trials(), spec.epochs, spec.objectives, list(spec.searched_knobs())))
+        callbacks.insert(0, ProgressCallback(tune_num_samples(spec), spec.epochs, spec.objectives, list(spec.searched_knobs())))
     tuner = tune.Tuner(
         trainable,
         param_space=param_space(spec),
         tune_config=tune.TuneConfig(
             search_alg=build_search(spec, spectrum=spectrum, warm_start=warm_start),
             scheduler=build_scheduler(spec),
-            num_samples=(spec.num_trials() if spec.search.algorithm in ("optuna", "spectral")
-                         or spec.search.explicit_points else spec.num_samples),
+            num_samples=tune_num_samples(spec),
             trial_dirname_creator=trial_dirname,
             # A trial's process (torch imported, data code warm) serves the next trial: worker
             # start-up is most of the per-trial overhead on a small machine.

@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
 import optuna
 from ray import tune
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
@@ -31,10 +32,11 @@ from ray.tune.search.optuna import OptunaSearch
 from segcore.config.sweep import Knob, SweepSpec, SweepSpecError
 from segcore.names import METRIC_EPOCH, is_full_length
 
+from .constraints import ConstraintCheck
 from .schedulers import MultiObjectiveAsha
 
-__all__ = ["DedupOptunaSearch", "WarmStart", "build_search", "build_scheduler", "load_warm_start", "param_space",
-           "optuna_space"]
+__all__ = ["DedupOptunaSearch", "WarmStart", "build_search", "build_scheduler", "constraint_check", "explicit_points",
+           "load_warm_start", "param_space", "optuna_space", "tune_num_samples"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,56 +46,95 @@ def _config_key(config: dict[str, Any]) -> tuple:
 
 
 class DedupOptunaSearch(OptunaSearch):
-    """``OptunaSearch`` that never runs a configuration twice and keeps early stops out of the front.
+    """``OptunaSearch`` that never runs a configuration twice or out of bounds, and keeps early
+    stops out of the front.
 
     Args:
         epochs: a trial's full length; a trial that ends with ``epoch < epochs`` was stopped by the
             scheduler and is told to Optuna as ``PRUNED`` (no objective values).
         space_size: number of distinct configurations, or ``None`` for a continuous space; once all
-            were proposed the searcher reports ``FINISHED``.
+            were proposed (or found infeasible) the searcher reports ``FINISHED``.
         dedupe: answer repeats from earlier results instead of running them.
-        max_retries: proposals tried per trial before a repeat is accepted (continuous spaces).
+        constraint_check: the spec's cost constraints; each proposal's constraint values are set
+            on its Optuna trial (``Trial.set_constraint``, read by NSGA-II and TPE), and an
+            infeasible proposal is told ``PRUNED`` without running.
+        max_retries: proposals tried per trial before a repeat is accepted (continuous spaces); an
+            infeasible proposal is never accepted (Tune asks again later).
         skip: ``skip(config)`` true refuses a proposal like a repeat (told to Optuna as failed, asked
             again); the spectral prior refuses configurations dominated even optimistically.
         **kwargs: passed to ``OptunaSearch`` (space, metric, mode, sampler, ...).
     """
 
-    def __init__(self, *, epochs: int, space_size: int | None = None, dedupe: bool = True, max_retries: int = 64,
+    def __init__(self, *, epochs: int, space_size: int | None = None, dedupe: bool = True,
+                 constraint_check: ConstraintCheck | None = None, max_retries: int = 64,
                  skip: Callable[[dict[str, Any]], bool] | None = None, **kwargs):
         super().__init__(**kwargs)
         self._skip = skip
         self._epochs = int(epochs)
         self._space_size = space_size
         self._dedupe = dedupe
+        self._constraint_check = constraint_check
         self._max_retries = max_retries
         self._keys: dict[str, tuple] = {}  # trial id -> config key
-        self._proposed: set[tuple] = set()  # configs handed to Tune (running or done)
+        self._proposed: set[tuple] = set()  # configs handed to Tune (running or done) or infeasible
         self._values: dict[tuple, list[float] | float] = {}  # config key -> full-fidelity values
         self.skipped_repeats = 0
+        self.skipped_infeasible = 0
+
+    def _exhausted(self) -> bool:
+        return self._dedupe and self._space_size is not None and len(self._proposed) >= self._space_size
+
+    def _infeasible(self, trial_id: str, config: dict[str, Any]) -> bool:
+        """Set the proposal's constraint values on its Optuna trial; whether it breaks one."""
+        if self._constraint_check is None:
+            return False
+        values = self._constraint_check.values(config)
+        for name, value in values.items():
+            self._ot_trials[trial_id].set_constraint(name, value)
+        return any(value > 0 for value in values.values())
+
+    def _tell_skipped(self, trial_id: str, key: tuple, infeasible: bool) -> None:
+        """Tell Optuna about a proposal that will not run, so the sampler moves on: an infeasible
+        one as pruned (its constraint values stored), a repeat with the earlier result (or as
+        failed while its twin still runs)."""
+        ot_trial = self._ot_trials.pop(trial_id)
+        if infeasible:
+            self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
+            self._proposed.add(key)
+            self.skipped_infeasible += 1
+            return
+        known = self._values.get(key)
+        if known is not None:
+            self._ot_study.tell(ot_trial, known)
+        else:
+            self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+        self.skipped_repeats += 1
 
     def suggest(self, trial_id: str) -> dict | str | None:
-        if self._dedupe and self._space_size is not None and len(self._proposed) >= self._space_size:
+        if self._exhausted():
             return Searcher.FINISHED
         config = super().suggest(trial_id)
-        if not self._dedupe or not isinstance(config, dict):
-            return config
         for _ in range(self._max_retries):
+            if not isinstance(config, dict):
+                return config
             key = _config_key(config)
-            if key not in self._proposed and not (self._skip is not None and self._skip(config)):
+            infeasible = self._infeasible(trial_id, config)
+            refused = self._skip is not None and self._skip(config)
+            if not infeasible and not refused and not (self._dedupe and key in self._proposed):
                 break
-            # A repeat: tell Optuna what it already knows (or that it is a running duplicate) and
-            # ask again, so the sampler moves on without a wasted trial slot.
-            ot_trial = self._ot_trials.pop(trial_id)
-            known = self._values.get(key)
-            if known is not None:
-                self._ot_study.tell(ot_trial, known)
-            else:
-                self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
-            self.skipped_repeats += 1
-            if self._space_size is not None and len(self._proposed) >= self._space_size:
+            self._tell_skipped(trial_id, key, infeasible)
+            if self._exhausted():
                 return Searcher.FINISHED
             config = super().suggest(trial_id)
-        key = _config_key(config)
+        else:  # every proposal skipped: a repeat may run again, an infeasible point never
+            if not isinstance(config, dict):
+                return config
+            key = _config_key(config)
+            if self._infeasible(trial_id, config):
+                self._tell_skipped(trial_id, key, infeasible=True)
+                logger.warning("%d proposals in a row broke the constraints or repeated earlier ones; "
+                               "asking again later", self._max_retries)
+                return None
         self._keys[trial_id] = key
         self._proposed.add(key)
         return config
@@ -179,6 +220,74 @@ def grid_points(spec: SweepSpec) -> list[dict[str, Any]]:
     return [{name: point.get(name, base.get(name)) for name in names} for point in points]
 
 
+def constraint_check(spec: SweepSpec) -> ConstraintCheck:
+    """The spec's :class:`ConstraintCheck`, one per spec in this process, so the costs measured
+    for the parameter space, the searcher and the number of trials are measured once."""
+    key = spec.model_dump_json()
+    if key not in _CONSTRAINT_CHECKS:
+        _CONSTRAINT_CHECKS[key] = ConstraintCheck(spec)
+    return _CONSTRAINT_CHECKS[key]
+
+
+_CONSTRAINT_CHECKS: dict[str, ConstraintCheck] = {}
+#: Random draws per wanted configuration before a constrained ``random`` search gives up.
+_RANDOM_DRAWS_PER_SAMPLE = 50
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _feasible_random_points(spec: SweepSpec, check: ConstraintCheck) -> list[dict[str, Any]]:
+    """``num_samples`` random configurations that satisfy the constraints (seeded draws from the
+    same domains Tune would sample; the infeasible ones drawn again)."""
+    rng = np.random.default_rng(spec.seed)
+    domains = {name: _ray_domain(knob, "random") for name, knob in spec.searched_knobs().items()}
+    points: list[dict[str, Any]] = []
+    draws = 0
+    while len(points) < spec.num_samples and draws < _RANDOM_DRAWS_PER_SAMPLE * spec.num_samples:
+        batch = [{name: _plain(domain.sample(random_state=rng)) for name, domain in domains.items()}
+                 for _ in range(spec.num_samples - len(points))]
+        draws += len(batch)
+        points += check.feasible_points(batch)
+    if len(points) < spec.num_samples:
+        raise ValueError(f"constraints: only {len(points)} of {draws} random configurations satisfy "
+                         f"{check.bounds}; loosen the constraints or narrow the space")
+    return points
+
+
+def explicit_points(spec: SweepSpec) -> list[dict[str, Any]] | None:
+    """The configurations of a ``grid`` or ``random`` search as a list, when it is one: a grid
+    with ``search.axes`` or ``search.seeds``, and either algorithm under ``constraints`` (the
+    infeasible configurations left out before anything starts). None when Tune samples the space
+    itself, or for ``optuna`` (whose searcher checks the constraints of each proposal).
+
+    Raises:
+        ValueError: the constraints leave no configuration (grid) or too few (random).
+    """
+    algorithm = spec.search.algorithm
+    if algorithm not in ("grid", "random"):
+        return None
+    if not spec.constraints:
+        return grid_points(spec) if algorithm == "grid" and spec.search.explicit_points else None
+    check = constraint_check(spec)
+    if algorithm == "random":
+        return _feasible_random_points(spec, check)
+    points = check.feasible_points(grid_points(spec))
+    if not points:
+        raise ValueError(f"constraints: no configuration of the grid satisfies {check.bounds}")
+    return points
+
+
+def tune_num_samples(spec: SweepSpec) -> int:
+    """``TuneConfig.num_samples``: one per explicit point, the searcher's trials for ``optuna`` and
+    ``spectral``, else the spec's ``num_samples`` (Tune repeats a grid of domains that often)."""
+    points = explicit_points(spec)
+    if points is not None:
+        return len(points)
+    return spec.num_trials() if spec.search.algorithm in ("optuna", "spectral") else spec.num_samples
+
+
 def _point_values(points: list[dict[str, Any]]) -> dict[str, list]:
     values: dict[str, list] = {}
     for point in points:
@@ -194,10 +303,11 @@ def param_space(spec: SweepSpec) -> dict[str, Any]:
     For ``optuna`` and ``spectral`` the searched knobs live in the searcher; Tune merges each suggestion into this.
     """
     space = spec.base_config()
-    if spec.search.algorithm == "grid" and spec.search.explicit_points:
+    points = explicit_points(spec)
+    if points is not None:
         # The configurations are the searcher's points_to_evaluate; Tune wants each key they set
         # to be a domain of the space that holds every value they give it.
-        for name, values in _point_values(grid_points(spec)).items():
+        for name, values in _point_values(points).items():
             space[name] = tune.choice(values)
         return space
     if spec.search.algorithm not in ("optuna", "spectral"):
@@ -222,9 +332,15 @@ def _spectral_search(spec: SweepSpec, spectrum: dict[str, Any] | None, measure: 
     if spectrum is None:
         raise ValueError("search.algorithm: spectral needs the sweep's spectrum (spectral.enabled: true)")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    candidates = spectral_candidates(spec, spectrum, measure or measure_configurations)
+    measure = measure or measure_configurations
+
+    def measure_constrained_too(spec, configs, metrics):  # a timed cost is measured only on demand
+        return measure(spec, configs, list(dict.fromkeys([*metrics, *spec.constraints])))
+
+    candidates = spectral_candidates(spec, spectrum, measure_constrained_too)
     return SpectralSearch(candidates, objectives=spec.objectives, epochs=spec.epochs,
-                          optuna_space=optuna_space(spec), sampler=_nsga2(spec))
+                          optuna_space=optuna_space(spec), sampler=_nsga2(spec),
+                          constraint_check=constraint_check(spec) if spec.constraints else None)
 
 
 def build_search(spec: SweepSpec, *, spectrum: dict[str, Any] | None = None,
@@ -256,14 +372,16 @@ def build_search(spec: SweepSpec, *, spectrum: dict[str, Any] | None = None,
             epochs=spec.epochs,
             space_size=spec.space_size(),
             dedupe=spec.search.dedupe,
+            constraint_check=constraint_check(spec) if spec.constraints else None,
         )
         for config, values in (warm_start.trials if warm_start else []):
             searcher.add_known(config, [values[m] for m in metrics])
         return ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent)
-    if spec.search.algorithm == "grid" and spec.search.explicit_points:
-        # Axes and seeds make the grid a list of configurations, not one product of domains: each
-        # point replaces one of Tune's samples (num_samples = the points, see runner).
-        return BasicVariantGenerator(points_to_evaluate=grid_points(spec), max_concurrent=spec.max_concurrent,
+    points = explicit_points(spec)
+    if points is not None:
+        # Axes, seeds and constraints make the search a list of configurations, not domains: each
+        # point replaces one of Tune's samples (num_samples = the points, tune_num_samples).
+        return BasicVariantGenerator(points_to_evaluate=points, max_concurrent=spec.max_concurrent,
                                      random_state=spec.seed)
     return BasicVariantGenerator(max_concurrent=spec.max_concurrent, random_state=spec.seed)
 
