@@ -30,10 +30,12 @@ The order of the search (:class:`SpectralSearch`):
    for the rest of the budget.
 
 **Dominated even optimistically: never while other candidates remain, last otherwise.** A
-configuration whose optimistic bound (``g = 1``, ``c`` = 1 or the network's best ``miou / O``) is
-dominated by a measured full-length point is not proposed while any configuration that is not so
-dominated has not run; NSGA-II's proposals of it are refused and it is asked again. Once only
-such configurations remain they run, so an exhausted budget still covers the space.
+configuration whose optimistic bound, the oracle itself (``c = 1``, ``g = 1``: no network predicting
+on a grid beats that grid's oracle), is dominated by a measured full-length point is not proposed
+while any configuration that is not so dominated has not run: NSGA-II's proposals of it are refused
+and it is asked again (when its retries find nothing admissible, the cheapest of the predicted front
+of the configurations left runs instead). Once only such configurations remain they run, so a
+budget that lasts covers the whole space.
 
 A trial is a full-fidelity point only when it ran every epoch (:func:`segcore.names.is_full_length`).
 """
@@ -215,11 +217,13 @@ class Calibration:
         c, g = self.parameters(network)
         return c * oracle ** g
 
-    def optimistic(self, network: str, oracle: float) -> float:
-        """The optimistic bound: ``g = 1`` and ``c`` = ``prior_c`` or the network's best ``miou / oracle``."""
-        points = [(o, a) for o, a in self.points.get(network, []) if o > 0]
-        c = max(a / o for o, a in points) if points else self.prior_c
-        return c * oracle
+    def optimistic(self, oracle: float) -> float:
+        """The optimistic bound, the prior: ``c = prior_c`` (1: the oracle itself) and ``g = 1``.
+
+        Not the network's best ``miou / oracle``: a network that loses more than the oracle at
+        coarse grids (``g > 1``) would have its ceiling underestimated from its coarse trials, and
+        its good fine configurations refused."""
+        return self.prior_c * oracle
 
 
 _COMPLETE, _PRUNED, _FAIL = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
@@ -286,7 +290,7 @@ class SpectralSearch(Searcher):
         if not self._measured:
             return False
         bound = self._minimised(self._predicted(
-            candidate, self.calibration.optimistic(candidate.network, candidate.oracle)))
+            candidate, self.calibration.optimistic(candidate.oracle)))
         measured = [self._minimised(values) for values in self._measured.values()]
         return not is_pareto_efficient(np.array([bound, *measured], dtype=float))[0]
 
@@ -306,33 +310,57 @@ class SpectralSearch(Searcher):
         vectors = np.array([self._minimised(v) for v in values], dtype=float)
         front = [int(i) for i in np.flatnonzero(is_pareto_efficient(vectors))
                  if self._candidates[i].key not in self._proposed and not self._deferred(self._candidates[i])]
-        costs = [j for j, m in enumerate(self._objectives) if m != METRIC_MIOU]
-        accuracy = list(self._objectives).index(METRIC_MIOU)
-        front.sort(key=lambda i: (*(vectors[i, j] for j in costs), vectors[i, accuracy], i))
+        front.sort(key=lambda i: (*self._cheapest_first(vectors[i]), i))
         return [self._candidates[i] for i in front]
+
+    def _cheapest_first(self, vector: np.ndarray) -> tuple[float, ...]:
+        """The order of running: the cost objectives in the spec's order, then the higher accuracy."""
+        names = list(self._objectives)
+        return (*(vector[j] for j, m in enumerate(names) if m != METRIC_MIOU), vector[names.index(METRIC_MIOU)])
 
     # --- Searcher --------------------------------------------------------------------------
     def suggest(self, trial_id: str) -> dict | str | None:
         if self.nsga is None:
             front = self.predicted_front()
             if front:
-                config = dict(front[0].config)
-                self.prior_order.append(config)
+                self.prior_order.append(dict(front[0].config))
                 self._running_prior.add(trial_id)
-                self._trial_keys[trial_id] = front[0].key
-                self._proposed.add(front[0].key)
-                return config
+                return self._propose(trial_id, front[0])
             if self._running_prior:
                 return None  # their results may move the front: wait for them
             self._hand_over()
         if len(self._proposed) >= len(self._candidates):
             return Searcher.FINISHED
         config = self.nsga.suggest(trial_id)
-        if isinstance(config, dict):
-            self._trial_keys[trial_id] = config_key(config)
-            self._proposed.add(config_key(config))
-            self._nsga_trials.add(trial_id)
-        return config
+        if not isinstance(config, dict):
+            return config
+        key = config_key(config)
+        if key in self._proposed or self.deferred_while_others_remain(config):
+            # NSGA-II found no admissible configuration within its retries: take the proposal back
+            # and run the best remaining one instead (NSGA-II is told its result when it ends).
+            self.nsga.withdraw(trial_id, keep_proposed=key in self._proposed)
+            candidate = self._best_remaining()
+            return Searcher.FINISHED if candidate is None else self._propose(trial_id, candidate)
+        self._nsga_trials.add(trial_id)
+        return self._propose(trial_id, self._by_key[key])
+
+    def _propose(self, trial_id: str, candidate: Candidate) -> dict[str, Any]:
+        self._trial_keys[trial_id] = candidate.key
+        self._proposed.add(candidate.key)
+        if self.nsga is not None:
+            self.nsga.reserve(candidate.config)
+        return dict(candidate.config)
+
+    def _best_remaining(self) -> Candidate | None:
+        """The cheapest of the predicted front of the unproposed configurations, those dominated
+        even optimistically only when nothing else remains."""
+        remaining = [c for c in self._candidates if c.key not in self._proposed]
+        remaining = [c for c in remaining if not self._deferred(c)] or remaining
+        if not remaining:
+            return None
+        vectors = np.array([self._minimised(self._predicted(c)) for c in remaining], dtype=float)
+        front = np.flatnonzero(is_pareto_efficient(vectors))
+        return remaining[int(min(front, key=lambda i: (*self._cheapest_first(vectors[i]), i)))]
 
     def _outcome(self, result: Mapping[str, Any] | None, error: bool):
         if error or not result:

@@ -157,6 +157,14 @@ class DedupOptunaSearch(OptunaSearch):
             system_attrs={generation_key(): 0} if generation_key is not None else None,
         ))
 
+    def withdraw(self, trial_id: str, *, keep_proposed: bool) -> None:
+        """Take back the proposal made for ``trial_id`` (it will not run): told to Optuna as failed;
+        its configuration stays proposed only with ``keep_proposed`` (it ran or runs elsewhere)."""
+        self._ot_study.tell(self._ot_trials.pop(trial_id), state=optuna.trial.TrialState.FAIL)
+        key = self._keys.pop(trial_id)
+        if not keep_proposed:
+            self._proposed.discard(key)
+
     def reserve(self, config: dict[str, Any]) -> None:
         """Mark a configuration that runs elsewhere (not told yet) as proposed."""
         self._proposed.add(_config_key(config))
