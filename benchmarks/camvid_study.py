@@ -201,25 +201,23 @@ def predicted_with_two_trials(axis: pd.DataFrame, spectrum: dict, strides: list[
 
 
 def loo_fit_error(trials: pd.DataFrame, spectrum: dict) -> dict[str, Any]:
-    """Leave-one-out absolute error of segcore's trade-off fit, per network, in mIoU points."""
+    """Leave-one-out absolute error of segcore's trade-off fit (the accuracy model it chooses per
+    network, :func:`segcore.analysis.fit_tradeoff`), in mIoU points, pooled over the networks'
+    trials. The model kind is chosen on all trials (by leave-one-out RMSE), then each trial is
+    predicted by that kind fitted without it."""
     from segcore.analysis import fit_tradeoff
 
     data = trials.assign(image_scale=1.0)  # the spectrum is at the study's scale: strides are trial pixels
-    errors: dict[str, list[float]] = {}
-    for network, sub in data.groupby("network"):
-        for index in sub.index:
-            model = fit_tradeoff(sub.drop(index), spectrum)
-            row = sub.loc[index]
-            predicted = model.predict(network=network, grid_stride=row["grid_stride"], keep=row["keep"],
-                                      block=row["block"], block_mode=row["block_mode"], image_scale=1.0)
-            errors.setdefault(str(network), []).append(abs(float(predicted) - float(row["miou"])) * 100)
-    everything = [e for values in errors.values() for e in values]
-    full = fit_tradeoff(data, spectrum)
+    model = fit_tradeoff(data, spectrum)
+    by_network = {name: fit.accuracy for name, fit in model.networks.items()}
+    pooled = sum(f.loo_mae * f.n for f in by_network.values()) / sum(f.n for f in by_network.values())
     return {
-        "fit_loo_mae_points": float(np.mean(everything)),
-        "fit_loo_mae_points_by_network": {k: float(np.mean(v)) for k, v in errors.items()},
-        "fit_models": {k: {"kind": f.accuracy.kind, "params": f.accuracy.params}
-                       for k, f in full.networks.items()},
+        "fit_loo_mae_points": 100 * pooled,
+        "fit_loo_mae_points_by_network": {k: 100 * f.loo_mae for k, f in by_network.items()},
+        "fit_models": {k: {"kind": f.kind, "params": f.params, "r2": f.r2, "n": f.n} for k, f in by_network.items()},
+        "fit_candidates_loo_mae_points": {
+            k: {kind: 100 * c.loo_mae for kind, c in fit.candidates.items()} for k, fit in model.networks.items()
+        },
     }
 
 
@@ -328,9 +326,9 @@ def plot_study(trials: pd.DataFrame, curves: pd.DataFrame, spectrum: dict, summa
     colours = dict(zip(sorted(summary["networks"]), ("tab:blue", "tab:orange", "tab:green", "tab:red")))
     dense = curves[(curves["grid_stride"] == 1) & (curves["keep"] == 1.0) & (curves["block"] == 1)]
     for network, rows in dense.groupby("network"):
-        for _, run in rows.groupby("trial_id"):
+        for number, (_, run) in enumerate(rows.groupby("trial_id")):
             axes[0].plot(run["epoch"], run["miou"], color=colours[network], alpha=0.7,
-                         label=network if _ is rows["trial_id"].iloc[0] else None)
+                         label=network if number == 0 else None)
     axes[0].set(title="learning curves (dense grid)", xlabel="epoch", ylabel="val mIoU")
     for network, info in summary["networks"].items():
         strides = sorted(info["miou_by_stride"])
@@ -341,14 +339,16 @@ def plot_study(trials: pd.DataFrame, curves: pd.DataFrame, spectrum: dict, summa
         axes[1].plot(strides, info["oracle_ceiling"] * oracle ** info["oracle_sensitivity"], color=colours[network],
                      linestyle=":", label=f"{network}: c·O(s)^g, g={info['oracle_sensitivity']:.2f}")
         axes[1].axvline(info["measured_knee_stride"], color=colours[network], alpha=0.3)
-    axes[1].set(xscale="log", title="accuracy vs grid stride (keep 1, dense labels)", xlabel="grid stride",
-                ylabel="val mIoU")
+    axes[1].set_xscale("log", base=2)
+    axes[1].set_xticks(sorted({s for i in summary["networks"].values() for s in i["miou_by_stride"]}))
+    axes[1].xaxis.set_major_formatter("{x:g}")
+    axes[1].set(title="accuracy vs grid stride (keep 1, dense labels)", xlabel="grid stride", ylabel="val mIoU")
     for network, info in summary["fft_vs_resize"].items():
         for mode, marker in (("fft", "o"), ("resize", "s")):
             pts = sorted(info[mode], key=lambda r: r["gflops"])
             axes[2].plot([p["gflops"] for p in pts], [p["miou"] for p in pts], marker=marker, color=colours[network],
                          linestyle="-" if mode == "fft" else "--", label=f"{network} {mode}")
-    axes[2].set(xscale="log", title="decoder cutoff: keep 1, .5, .25", xlabel="GFLOPs (FFTs counted)",
+    axes[2].set(title="decoder cutoff: keep 1, .5, .25", xlabel="GFLOPs per image (FFTs counted)",
                 ylabel="val mIoU")
     for network, info in summary["block"].items():
         for mode, style in (("hard", "-"), ("soft", "--")):
@@ -359,8 +359,10 @@ def plot_study(trials: pd.DataFrame, curves: pd.DataFrame, spectrum: dict, summa
     for mode, style in (("hard", "-"), ("soft", "--")):
         oracle = np.asarray(spectrum["block_oracle_miou"][mode], float)
         axes[3].plot(blocks, oracle / oracle[0], color="black", linestyle=style, alpha=0.6, label=f"block oracle {mode}")
-    axes[3].set(xscale="log", title="annotation block (relative to dense labels)", xlabel="block size",
-                ylabel="mIoU / dense mIoU")
+    axes[3].set_xscale("log", base=2)
+    axes[3].set_xticks(blocks)
+    axes[3].xaxis.set_major_formatter("{x:g}")
+    axes[3].set(title="annotation block (relative to dense labels)", xlabel="block size", ylabel="mIoU / dense mIoU")
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)

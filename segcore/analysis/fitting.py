@@ -34,6 +34,7 @@ class CurveFit:
         rmse: root-mean-square residual on the fitted points.
         loo_rmse: leave-one-out RMSE (every fit has at least ``min_trials`` points to leave one out).
         n: number of trials fitted.
+        loo_mae: leave-one-out mean absolute error (same left-out fits as ``loo_rmse``).
     """
 
     kind: str
@@ -42,6 +43,7 @@ class CurveFit:
     rmse: float
     loo_rmse: float
     n: int
+    loo_mae: float = float("nan")
 
 
 @dataclass
@@ -173,7 +175,7 @@ def _evaluate(spec: _Spec, x, y) -> tuple[CurveFit, np.ndarray]:
         errors.append(float(spec.model(t, _take(x, ~rest))[0] - y[i]))
     loo = float(np.sqrt(np.mean(np.square(errors))))
     fit = CurveFit(spec.kind, spec.to_public(theta), _r2(y, pred),
-                   float(np.sqrt(np.mean((y - pred) ** 2))), loo, n)
+                   float(np.sqrt(np.mean((y - pred) ** 2))), loo, n, float(np.mean(np.abs(errors))))
     return fit, theta
 
 
