@@ -200,3 +200,25 @@ def test_a_restored_searcher_goes_on_where_it_stopped(tmp_path):
     assert restored.nsga._skip.__self__ is restored
     assert _knobs(restored.suggest("t1")) == (B, 8, 1.0)
     assert restored.suggest("t2") == Searcher.FINISHED
+
+
+def test_constraints_keep_configurations_out_and_reach_nsga2():
+    spec = with_("networks", [A, B])
+    spec.update(space={"grid_stride": [2, 4, 8]}, search={"algorithm": "spectral", "population_size": 2},
+                constraints={"gflops": {"max": 5.0}})
+    spec = load_sweep_spec(spec)
+    searcher = build_search(spec, spectrum=SPECTRUM, measure=_table_cost).searcher
+    suggested = []
+    for i in range(8):
+        config = searcher.suggest(f"t{i}")
+        if not isinstance(config, dict):
+            assert config == Searcher.FINISHED
+            break
+        suggested.append((config["network"], config["grid_stride"]))
+        gflops = GFLOPS[suggested[-1]]
+        searcher.on_trial_complete(f"t{i}", _done(miou=0.9 - gflops / 20, gflops=gflops))
+    # B at 2 and 4 (8 and 6 GFLOPs) break gflops <= 5: never run; the four others run once each.
+    assert len(suggested) == 4 and set(suggested) == {(A, 2), (A, 4), (A, 8), (B, 8)}
+    told = [t for t in searcher.nsga._ot_study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    # Every point NSGA-II knows carries its constraint value (gflops - 5), the told ones included.
+    assert told and all(t.constraints == {"gflops.max": t.values[1] - 5.0} for t in told)

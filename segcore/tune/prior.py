@@ -332,13 +332,15 @@ class SpectralSearch(Searcher):
         if len(self._proposed) >= len(self._candidates):
             return Searcher.FINISHED
         config = self.nsga.suggest(trial_id)
-        if not isinstance(config, dict):
+        if config == Searcher.FINISHED:
             return config
-        key = config_key(config)
-        if key in self._proposed or self.deferred_while_others_remain(config):
-            # NSGA-II found no admissible configuration within its retries: take the proposal back
-            # and run the best remaining one instead (NSGA-II is told its result when it ends).
-            self.nsga.withdraw(trial_id, keep_proposed=key in self._proposed)
+        key = config_key(config) if isinstance(config, dict) else None
+        if key is None or key in self._proposed or self.deferred_while_others_remain(config):
+            # NSGA-II found no admissible configuration within its retries (None: every proposal broke
+            # the constraints or repeated): take the proposal back and run the best remaining one
+            # instead (NSGA-II is told its result when it ends).
+            if key is not None:
+                self.nsga.withdraw(trial_id, keep_proposed=key in self._proposed)
             candidate = self._best_remaining()
             return Searcher.FINISHED if candidate is None else self._propose(trial_id, candidate)
         self._nsga_trials.add(trial_id)

@@ -143,18 +143,21 @@ class DedupOptunaSearch(OptunaSearch):
                   state: optuna.trial.TrialState = optuna.trial.TrialState.COMPLETE) -> None:
         """Tell the study a trial run elsewhere (a warm start, the spectral prior's trials) with
         ``study.add_trial``: ``values`` in the order of the metrics for a complete one, ``None`` for
-        a pruned or failed one. It is not proposed again. A genetic sampler (NSGA-II) counts it in
-        its first generation, so it can be a parent."""
+        a pruned or failed one, with its constraint values when the sweep has constraints. It is not
+        proposed again. A genetic sampler (NSGA-II) counts it in its first generation, so it can be
+        a parent."""
         key = _config_key(config)
         self._proposed.add(key)
         complete = state == optuna.trial.TrialState.COMPLETE
         if complete:
             self._values[key] = list(values) if isinstance(self.metric, list) else values[0]
         generation_key = getattr(self._sampler, "_get_generation_key", None)
+        constraints = self._constraint_check.values(config) if self._constraint_check is not None else {}
         self._ot_study.add_trial(optuna.trial.create_trial(
             state=state, values=list(values) if complete else None, params=dict(config),
             distributions={name: self._space[name] for name in config},
             system_attrs={generation_key(): 0} if generation_key is not None else None,
+            constraints=constraints or None,
         ))
 
     def withdraw(self, trial_id: str, *, keep_proposed: bool) -> None:
