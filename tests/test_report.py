@@ -6,6 +6,7 @@ import base64
 import json
 
 import pandas as pd
+import pytest
 
 from _sweep_store import SPECTRUM
 from _tradeoff_tables import calibrated_table
@@ -27,7 +28,8 @@ def test_report_files(tmp_path):
     assert {r["network"] for r in data["recommendations"]} == {"dan", "deeplabv3plus"}
     html = files["html"].read_text()
     # Self-contained: the PNGs are embedded, nothing is fetched.
-    assert html.count("data:image/png;base64,") == 3 and "src=\"http" not in html
+    # front, accuracy vs stride, measured vs predicted, progress, parallel coordinates
+    assert html.count("data:image/png;base64,") == 5 and "src=\"http" not in html
     png = html.split("data:image/png;base64,")[1].split('"')[0]
     assert base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -80,3 +82,52 @@ def test_report_marks_infeasible_trials_and_keeps_them_out_of_the_fronts(tmp_pat
     assert data["constraints"] == {"gflops": {"max": limit}}
     assert data["n_infeasible"] == int((df["gflops"] > limit).sum()) > 0
     assert f"gflops max {limit:g}" in files["html"].read_text()
+
+
+def test_report_progress_hypervolume_after_each_trial_and_in_time(tmp_path):
+    from segcore.analysis.report import build_report, write_report
+
+    start = pd.Timestamp("2026-01-01T00:00:00Z")
+    # t3 ends before t2, so the front grows t1 (0.5 x 6 = 3), t3 (dominated by t1: 3), t2 (+0.6).
+    df = pd.DataFrame({
+        "trial_id": ["t1", "t2", "t3"], "network": "dan", "grid_stride": [8, 2, 4], "keep": 1.0, "block": 1,
+        "miou": [0.5, 0.8, 0.4], "gflops": [4.0, 8.0, 6.0], "start_time": start,
+        "end_time": [start + pd.Timedelta(seconds=s) for s in (100, 300, 200)],
+    })
+    report = build_report(df, SPECTRUM, reference={"miou": 0.0, "gflops": 10.0})
+    progress = report.progress
+    assert progress["trial_id"].tolist() == ["t1", "t3", "t2"]
+    assert progress["finished"].tolist() == [1, 2, 3]
+    assert progress["hypervolume"].tolist() == pytest.approx([3.0, 3.0, 3.6])
+    assert progress["elapsed_s"].tolist() == pytest.approx([100.0, 200.0, 300.0])
+    assert report.hypervolume["all"] == pytest.approx(3.6)
+    files = write_report(report, tmp_path)
+    for name in ("progress", "parallel_coordinates"):
+        assert files[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads(files["json"].read_text())
+    assert [row["hypervolume"] for row in data["progress"]] == pytest.approx([3.0, 3.0, 3.6])
+    assert "<h2>Progress of the sweep</h2>" in files["html"].read_text()
+
+
+def test_report_progress_counts_infeasible_trials_without_volume():
+    from segcore.analysis.report import build_report
+
+    df = pd.DataFrame({"trial_id": ["a", "b"], "network": "dan", "grid_stride": [8, 2], "keep": 1.0, "block": 1,
+                       "miou": [0.5, 0.8], "gflops": [4.0, 8.0]})
+    report = build_report(df, SPECTRUM, reference={"miou": 0.0, "gflops": 10.0},
+                          constraints={"gflops": {"max": 5.0}})
+    # No end times: the table's order; b breaks the constraint and adds nothing.
+    assert report.progress["hypervolume"].tolist() == pytest.approx([3.0, 3.0])
+    assert report.progress["elapsed_s"].isna().all()
+
+
+def test_parallel_axes_place_categories_evenly_and_scale_objectives():
+    from segcore.analysis.plots import parallel_axes
+
+    df = pd.DataFrame({"network": ["unet", "dan", "unet"], "grid_stride": [2, 8, 4],
+                       "miou": [0.2, 0.6, 0.4], "gflops": [1.0, 3.0, 2.0]})
+    axes = parallel_axes(df, ["network", "grid_stride"], {"miou": "max", "gflops": "min"})
+    assert axes["network"]["positions"].tolist() == [1.0, 0.0, 1.0]  # dan, unet
+    assert axes["grid_stride"]["positions"].tolist() == [0.0, 1.0, 0.5]  # 2, 4, 8 evenly spaced
+    assert [label for _, label in axes["grid_stride"]["ticks"]] == ["2", "4", "8"]
+    assert axes["miou"]["positions"].tolist() == pytest.approx([0.0, 1.0, 0.5])

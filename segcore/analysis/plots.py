@@ -17,7 +17,9 @@ from segcore.analysis.pareto import parse_objectives, pareto_front
 from segcore.analysis.seeds import seed_means
 from segcore.analysis.tradeoff import TradeoffModel
 
-__all__ = ["fitted_curves", "front_pair", "network_colours", "plot_accuracy_vs_block", "plot_accuracy_vs_stride", "plot_front", "plot_measured_vs_predicted"]
+__all__ = ["fitted_curves", "front_pair", "network_colours", "parallel_axes", "plot_accuracy_vs_block",
+           "plot_accuracy_vs_stride", "plot_front", "plot_measured_vs_predicted", "plot_parallel_coordinates",
+           "plot_progress"]
 
 
 def _figure(width: float = 6.4, height: float = 4.4):
@@ -325,3 +327,80 @@ def plot_measured_vs_predicted(df: pd.DataFrame, model: TradeoffModel, path: str
     ax.legend(fontsize=7)
     return _save(fig, path)
 
+
+
+def plot_progress(progress: pd.DataFrame, path: str | os.PathLike, reference_volume: float | None = None) -> Path:
+    """The hypervolume of the front so far against finished trials and against wall time.
+
+    Args:
+        progress: :func:`segcore.analysis.progress.sweep_progress`'s table.
+        path: PNG to write.
+        reference_volume: drawn as a dashed line when given (e.g. the whole sweep's hypervolume).
+    """
+    timed = progress["elapsed_s"].notna().any()
+    fig = _figure(10.0 if timed else 6.4, 4.0)
+    axes = fig.subplots(1, 2 if timed else 1, squeeze=False)[0]
+    views = [("finished", "finished trials")]
+    if timed:
+        views.append(("elapsed_s", "wall time since the first start (s)"))
+    for ax, (column, label) in zip(axes, views):
+        ax.step(progress[column], progress["hypervolume"], where="post", marker="o", markersize=3)
+        if reference_volume is not None:
+            ax.axhline(reference_volume, color="grey", lw=0.8, ls="--")
+        ax.set_xlabel(label)
+        ax.set_ylabel("hypervolume of the front so far")
+        ax.grid(alpha=0.3)
+    axes[0].set_title("Progress of the sweep")
+    return _save(fig, path)
+
+
+def parallel_axes(df: pd.DataFrame, knobs: list[str], objectives: Mapping[str, str]) -> dict[str, dict]:
+    """Each axis of a parallel-coordinates view: the rows' positions in [0, 1] and the tick labels.
+
+    A knob's values (numbers or names) are placed at evenly spaced positions in sorted order; an
+    objective is scaled linearly between its smallest and largest value.
+    """
+    axes: dict[str, dict] = {}
+    for name in knobs:
+        values = df[name].astype(object).where(df[name].notna(), None)
+        levels = sorted({v for v in values if v is not None}, key=lambda v: (isinstance(v, str), v))
+        spacing = 1.0 / max(len(levels) - 1, 1)
+        position = {level: i * spacing for i, level in enumerate(levels)}
+        axes[name] = {"positions": np.array([position.get(v, np.nan) for v in values], float),
+                      "ticks": [(position[v], f"{v:g}" if isinstance(v, float) else str(v)) for v in levels]}
+    for name, direction in objectives.items():
+        column = pd.to_numeric(df[name], errors="coerce").to_numpy(float)
+        low, high = np.nanmin(column), np.nanmax(column)
+        span = high - low if high > low else 1.0
+        axes[name] = {"positions": (column - low) / span,
+                      "ticks": [(0.0, f"{low:.3g}"), (1.0, f"{high:.3g} ({direction})")]}
+    return axes
+
+
+def plot_parallel_coordinates(df: pd.DataFrame, path: str | os.PathLike, knobs: list[str],
+                              objectives: Mapping[str, str]) -> Path:
+    """One line per trial across its knobs and objectives, coloured by network; the front's thick."""
+    objectives = parse_objectives(objectives)
+    knobs = [k for k in knobs if k in df.columns and (k == "network" or df[k].nunique(dropna=True) > 1)]
+    axes = parallel_axes(df, knobs, objectives)
+    names = list(axes)
+    colours = network_colours(df["network"].astype(str).unique())
+    on_front = df.index.isin(pareto_front(df, objectives).index)
+    fig = _figure(max(6.4, 1.3 * len(names)), 4.4)
+    ax = fig.add_subplot()
+    xs = np.arange(len(names))
+    for row, (network, front) in enumerate(zip(df["network"].astype(str), on_front)):
+        ys = [axes[name]["positions"][row] for name in names]
+        ax.plot(xs, ys, color=colours[network], lw=2.2 if front else 0.8, alpha=0.9 if front else 0.35)
+    for x, name in zip(xs, names):
+        ax.axvline(x, color="black", lw=0.6)
+        for position, label in axes[name]["ticks"]:
+            ax.annotate(label, (x, position), fontsize=7, xytext=(3, 0), textcoords="offset points", va="center")
+    ax.set_xticks(xs, names, fontsize=8)
+    ax.set_yticks([])
+    ax.set_ylim(-0.05, 1.05)
+    for network, colour in colours.items():
+        ax.plot([], [], color=colour, label=network)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.1, 1.0))
+    ax.set_title("Knobs and objectives of every trial (thick: on the front)")
+    return _save(fig, path)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from segcore.analysis.pareto import hypervolume, is_pareto_efficient, losses, parse_objectives, reference_point
 
-__all__ = ["budget_to_reach", "hypervolume_progress", "replay_progress"]
+__all__ = ["budget_to_reach", "hypervolume_progress", "replay_progress", "sweep_progress"]
 
 
 def hypervolume_progress(
@@ -90,3 +90,42 @@ def replay_progress(
     spent = finished[budget_column].to_numpy(float)
     return pd.DataFrame({"budget": spent, "budget_share": spent / float(total_budget),
                          "hypervolume": volumes, "hypervolume_share": volumes / full if full > 0 else np.nan})
+
+
+def sweep_progress(
+    trials: pd.DataFrame,
+    objectives: Mapping[str, str],
+    reference: Mapping[str, float],
+    counts: str | None = None,
+) -> pd.DataFrame:
+    """A recorded sweep's front as it grew: the hypervolume after each finished trial.
+
+    Args:
+        trials: one row per finished trial; ordered by ``end_time`` when the column holds times
+            (else kept in the table's order). ``start_time`` places time zero (else the first end).
+        objectives: ``{column: "max" | "min"}``.
+        reference: the one reference point (the report's).
+        counts: a boolean column; rows where it is false finish but add nothing (the report's
+            ``feasible``).
+
+    Returns:
+        One row per trial: ``finished`` (1, 2, ...), ``trial_id`` (when there is one),
+        ``elapsed_s`` (since the first start; NaN without end times), ``hypervolume``.
+    """
+    ordered = trials
+    has_times = "end_time" in trials and pd.to_datetime(trials["end_time"], utc=True).notna().any()
+    if has_times:
+        ordered = trials.assign(_end=pd.to_datetime(trials["end_time"], utc=True)).sort_values(
+            "_end", kind="stable", na_position="last")
+    rows = ordered.assign(full_length=ordered[counts].astype(bool) if counts else True)
+    volumes = hypervolume_progress(rows, objectives, reference)
+    out = pd.DataFrame({"finished": np.arange(1, len(rows) + 1), "hypervolume": volumes})
+    if "trial_id" in rows:
+        out.insert(1, "trial_id", rows["trial_id"].to_numpy())
+    out["elapsed_s"] = np.nan
+    if has_times:
+        ends = rows["_end"]
+        starts = pd.to_datetime(rows["start_time"], utc=True) if "start_time" in rows else ends
+        zero = starts.min() if starts.notna().any() else ends.min()
+        out["elapsed_s"] = (ends - zero).dt.total_seconds().to_numpy()
+    return out

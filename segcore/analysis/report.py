@@ -20,8 +20,10 @@ from typing import Any
 import pandas as pd
 
 from segcore.analysis.pareto import feasible_mask, hypervolume, parse_objectives, pareto_front, reference_point
+from segcore.analysis.progress import sweep_progress
 from segcore.analysis.tradeoff import TradeoffModel, fit_tradeoff
 from segcore.formatting import jsonable
+from segcore.names import KNOB_PARAMS
 
 __all__ = ["FRONT_COLUMNS", "MISSING_SPECTRUM", "Report", "build_report", "report_experiment",
            "sweep_constraints", "sweep_objectives", "write_report"]
@@ -51,6 +53,9 @@ class Report:
         model: the fitted trade-off.
         spectrum: the dataset's spectral analysis, if the sweep logged one.
         constraints: the sweep's cost constraints, ``{metric: {"min": low, "max": high}}``.
+        progress: the hypervolume (feasible trials, the same reference) after each finished trial,
+            in the order they ended, with the wall time
+            (:func:`segcore.analysis.progress.sweep_progress`).
     """
 
     experiment: str
@@ -64,6 +69,7 @@ class Report:
     spectrum: dict | None = None
     constraints: dict[str, dict[str, float | None]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    progress: pd.DataFrame | None = None
 
     def front_table(self, per_network: bool = False) -> pd.DataFrame:
         """The front's knobs and objectives, for printing."""
@@ -96,6 +102,7 @@ class Report:
             "fit_summary": _records(self.model.summary()),
             "recommendations": _records(self.model.recommendations()),
             "spectral_efficient_grid": self.model.spectral_efficient_grid,
+            "progress": [] if self.progress is None else _records(self.progress),
             **self.extra,
         })
 
@@ -149,14 +156,16 @@ def build_report(
     for name, sub in feasible.groupby(feasible["network"].astype(str), sort=True):
         hv[str(name)] = hypervolume(sub, objectives, ref)
     model = fit_tradeoff(trials, dict(spectrum) if spectrum else None, tolerance=tolerance)
+    progress = sweep_progress(trials, objectives, ref, counts="feasible")
     return Report(experiment, objectives, trials, front, fronts, ref, hv, model,
-                  dict(spectrum) if spectrum else None, constraints)
+                  dict(spectrum) if spectrum else None, constraints, progress=progress)
 
 
 def write_report(report: Report, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Render the report into ``out_dir``: ``report.json``, ``trials.csv``, ``front.png``,
     ``accuracy_vs_stride.png``, ``accuracy_vs_block.png`` (when the block size varies),
-    ``measured_vs_predicted.png`` and ``report.html`` (self-contained).
+    ``measured_vs_predicted.png``, ``progress.png`` (hypervolume against finished trials and wall
+    time), ``parallel_coordinates.png`` (knobs and objectives) and ``report.html`` (self-contained).
 
     Returns:
         ``{name: path}`` of the files written.
@@ -182,6 +191,10 @@ def write_report(report: Report, out_dir: str | os.PathLike) -> dict[str, Path]:
         pngs["accuracy_vs_block"] = block
     pngs["measured_vs_predicted"] = plots.plot_measured_vs_predicted(
         report.trials, report.model, out / "measured_vs_predicted.png")
+    if report.progress is not None and len(report.progress):
+        pngs["progress"] = plots.plot_progress(report.progress, out / "progress.png", report.hypervolume["all"])
+    pngs["parallel_coordinates"] = plots.plot_parallel_coordinates(
+        report.trials, out / "parallel_coordinates.png", list(KNOB_PARAMS), report.objectives)
     files.update(pngs)
     files["html"] = out / "report.html"
     files["html"].write_text(_html(report, pngs))
@@ -215,6 +228,14 @@ def _html(report: Report, pngs: Mapping[str, Path]) -> str:
         "<h3>Global front</h3>", _table(report.front_table()),
         "<h3>Front per network</h3>", _table(report.front_table(per_network=True)),
         f"<h3>Hypervolume</h3><p>reference point: {html.escape(ref)}</p>", _table(hv),
+        "<h2>Progress of the sweep</h2>",
+        "<p>The hypervolume of the front of the feasible full-length trials so far (the reference "
+        "point above), after each trial in the order they ended, and against the wall time since "
+        "the first trial started; the dashed line is the whole sweep's. Below, every trial across "
+        "its knobs (values at evenly spaced positions) and objectives (scaled from the smallest to "
+        "the largest value), one colour per network, the front's trials thick.</p>",
+        _img(pngs["progress"]) if "progress" in pngs else "",
+        _img(pngs["parallel_coordinates"]),
         "<h2>Trade-off fit</h2>",
         "<p>Per network, a calibrated oracle <code>miou = c &middot; O(s/keep)^g &middot; O_block(b)^g</code> "
         "anchored on the spectral oracle curves competes with a free saturating curve "
