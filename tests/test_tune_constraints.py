@@ -117,3 +117,41 @@ def test_grid_and_random_run_only_feasible_points(fake_costs):
     with pytest.raises(ValueError, match="no configuration of the grid satisfies"):
         explicit_points(_spec(search={"algorithm": "grid"}, constraints={"gflops": {"max": 1.0}}))
     assert explicit_points(_spec(search={"algorithm": "grid"}, constraints={})) is None  # Tune's own grid
+
+
+def test_the_spectral_prior_never_proposes_an_infeasible_configuration():
+    from _sweep_store import SPECTRUM
+
+    gflops = {("unet_tiny", 2): 5.0, ("unet_tiny", 4): 3.0, ("unet_tiny", 8): 2.0,
+              ("dan_tiny", 2): 8.0, ("dan_tiny", 4): 6.0, ("dan_tiny", 8): 4.0}
+
+    def table(spec, configs, metrics):
+        return [{"gflops": gflops[(c["network"], c["grid_stride"])], "annotation_units": 1.0} for c in configs]
+
+    spec = _spec(networks=["unet_tiny", "dan_tiny"], space={"grid_stride": [2, 4, 8]},
+                 search={"algorithm": "spectral", "population_size": 2}, constraints={"gflops": {"max": 5.0}})
+    searcher = build_search(spec, spectrum=SPECTRUM, measure=table).searcher
+    ran = []
+    for i in range(12):
+        config = searcher.suggest(f"t{i}")
+        if config is None or config == Searcher.FINISHED:
+            if config == Searcher.FINISHED:
+                break
+            continue
+        ran.append((config["network"], config["grid_stride"]))
+        searcher.on_trial_complete(f"t{i}", {"miou": 0.5 + 0.01 * i, "gflops": gflops[ran[-1]], "epoch": 2})
+    assert sorted(ran) == [("dan_tiny", 8), ("unet_tiny", 2), ("unet_tiny", 4), ("unet_tiny", 8)]
+    assert config == Searcher.FINISHED
+
+
+def test_real_costs_before_training_known_annotation_units(monkeypatch):
+    """The default measurement (one forward pass per network, annotation units of the block): on
+    32 x 32 synthetic images a block b costs ceil(32 / b)^2 units, 1024, 256 and 64 for 1, 2, 4."""
+    monkeypatch.setattr(search_module, "_CONSTRAINT_CHECKS", {})
+    spec = _spec(dataset={"name": "synthetic", "options": {"num_samples": 4, "size": [32, 32], "num_classes": 3}},
+                 space={"grid_stride": [4], "block": [1, 2, 4]}, search={"algorithm": "grid"}, num_samples=1,
+                 constraints={"annotation_units": {"max": 256}})
+    assert [p["block"] for p in explicit_points(spec)] == [2, 4]
+    check = search_module.constraint_check(spec)
+    assert check.cost({"grid_stride": 4, "block": 1})["annotation_units"] == 1024.0
+    assert check.values({"grid_stride": 4, "block": 4}) == {"annotation_units.max": 64.0 - 256.0}

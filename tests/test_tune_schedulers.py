@@ -122,3 +122,41 @@ def test_build_scheduler_from_the_spec():
     asha = build_scheduler(_spec(scheduler={"name": "asha", "metric": "train_loss"}))
     assert isinstance(asha, AsyncHyperBandScheduler) and not isinstance(asha, MultiObjectiveAsha)
     assert (asha.metric, asha._mode, asha._time_attr) == ("train_loss", "min", "epoch")
+
+
+@pytest.mark.slow
+def test_under_ray_tune_the_dominated_trial_stops_and_ends_early_stopped(tmp_path):
+    """The hand-made rung above, one trial after the other under a real Tuner: E stops at its first
+    rung, the cheap C goes on to the end; the driver's status calls E early stopped."""
+    import ray
+    from ray import tune
+
+    from segcore.names import STATUS_COMPLETED, STATUS_EARLY_STOPPED
+    from segcore.tune.callbacks import trial_status
+    from segcore.tune.replay import start_local_ray
+
+    def reporting_trial(config):  # defined here: pickled by value for the workers
+        miou, gflops = config["point"]
+        for epoch in (1, 2, 3, 4):
+            tune.report({"epoch": float(epoch), "miou": miou, "gflops": gflops})
+
+    points = {"A": A, "D": D, "C": C, "E": (0.55, 3.5)}
+    started = start_local_ray(num_cpus=2)
+    try:
+        tuner = tune.Tuner(
+            reporting_trial,
+            param_space={"point": tune.grid_search(list(points.values()))},
+            tune_config=tune.TuneConfig(scheduler=MultiObjectiveAsha(OBJECTIVES, max_t=4, grace_period=1,
+                                                                     reduction_factor=2),
+                                        max_concurrent_trials=1),
+            run_config=tune.RunConfig(storage_path=str(tmp_path), name="mo", verbose=0),
+        )
+        results = tuner.fit()
+    finally:
+        if started:
+            ray.shutdown()
+    ends = {tuple(r.config["point"]): trial_status(r.metrics, 4, errored=r.error is not None) for r in results}
+    # One after the other: A, D and C each pass both rungs (epochs 1 and 2) with what was recorded
+    # before them; E arrives at the rung of epoch 1 behind C with A and C ahead of it and stops.
+    assert ends == {A: STATUS_COMPLETED, D: STATUS_COMPLETED, C: STATUS_COMPLETED,
+                    points["E"]: STATUS_EARLY_STOPPED}

@@ -231,9 +231,12 @@ def grid_points(spec: SweepSpec) -> list[dict[str, Any]]:
     return [{name: point.get(name, base.get(name)) for name in names} for point in points]
 
 
-def constraint_check(spec: SweepSpec) -> ConstraintCheck:
-    """The spec's :class:`ConstraintCheck`, one per spec in this process, so the costs measured
-    for the parameter space, the searcher and the number of trials are measured once."""
+def constraint_check(spec: SweepSpec, measure: Callable | None = None) -> ConstraintCheck:
+    """The spec's :class:`ConstraintCheck`: with the default measurement one per spec in this
+    process, so the costs measured for the parameter space, the searcher and the number of trials
+    are measured once; with ``measure`` (e.g. a replay's recorded costs) a new one."""
+    if measure is not None:
+        return ConstraintCheck(spec, measure)
     key = spec.model_dump_json()
     if key not in _CONSTRAINT_CHECKS:
         _CONSTRAINT_CHECKS[key] = ConstraintCheck(spec)
@@ -351,7 +354,7 @@ def _spectral_search(spec: SweepSpec, spectrum: dict[str, Any] | None, measure: 
     candidates = spectral_candidates(spec, spectrum, measure_constrained_too)
     return SpectralSearch(candidates, objectives=spec.objectives, epochs=spec.epochs,
                           optuna_space=optuna_space(spec), sampler=_nsga2(spec),
-                          constraint_check=constraint_check(spec) if spec.constraints else None)
+                          constraint_check=constraint_check(spec, measure) if spec.constraints else None)
 
 
 def build_search(spec: SweepSpec, *, spectrum: dict[str, Any] | None = None,
@@ -362,9 +365,10 @@ def build_search(spec: SweepSpec, *, spectrum: dict[str, Any] | None = None,
         spectrum: the sweep's ``spectrum.json``, needed by the ``spectral`` algorithm.
         warm_start: finished trials of an earlier sweep (:func:`load_warm_start`): told to Optuna
             with ``study.add_trial``, or counted as finished by the spectral prior.
-        measure: how the spectral prior costs the configurations, ``measure(spec, configs,
-            metrics) -> [cost dict]`` (default :func:`segcore.tune.prior.measure_configurations`,
-            one forward pass per network); a replay of a recorded sweep can pass the recorded costs.
+        measure: how the spectral prior and the constraints cost the configurations,
+            ``measure(spec, configs, metrics) -> [cost dict]`` (default
+            :func:`segcore.tune.prior.measure_configurations`, one forward pass per network); a
+            replay of a recorded sweep can pass the recorded costs.
     """
     if spec.search.algorithm == "spectral":
         prior = _spectral_search(spec, spectrum, measure)
@@ -383,7 +387,7 @@ def build_search(spec: SweepSpec, *, spectrum: dict[str, Any] | None = None,
             epochs=spec.epochs,
             space_size=spec.space_size(),
             dedupe=spec.search.dedupe,
-            constraint_check=constraint_check(spec) if spec.constraints else None,
+            constraint_check=constraint_check(spec, measure) if spec.constraints else None,
         )
         for config, values in (warm_start.trials if warm_start else []):
             searcher.add_known(config, [values[m] for m in metrics])
