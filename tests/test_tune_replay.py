@@ -93,8 +93,11 @@ def test_missing_configurations_skipped_cost_nothing(local_ray):
 
 def test_budget_stops_the_replay(local_ray):
     outcome = replay_sweep(_spec(max_concurrent=1), CURVES, budget_trial_epochs=4)
-    # One trial at a time, two epochs each: the budget of 4 is spent by the second trial's end.
+    # One trial at a time, two epochs each: the budget of 4 is spent by the second trial's last
+    # epoch, which still ends that trial (full length) in the log.
     assert outcome.trial_epochs == 4
+    ends = outcome.finished_trials()
+    assert len(ends) == 2 and ends["full_length"].all()
 
 
 def test_optuna_with_asha_runs_each_configuration_once(local_ray):

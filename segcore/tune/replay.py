@@ -257,13 +257,22 @@ class _EventLog(tune.Callback):
         self.budget = budget
         self.rows: list[dict[str, Any]] = []
         self.trial_epochs = 0
+        self.ended: set[str] = set()
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         self.trial_epochs += 1
         self.rows.append(self._row("epoch", trial, result))
+        if names.is_full_length(result.get(names.METRIC_EPOCH), self.epochs):
+            # Its last epoch: it ends here, even if the budget stops the replay on this result.
+            self._end(trial, result)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        self.rows.append(self._row("end", trial, trial.last_result or {}))
+        self._end(trial, trial.last_result or {})
+
+    def _end(self, trial, result: dict) -> None:
+        if trial.trial_id not in self.ended:
+            self.ended.add(trial.trial_id)
+            self.rows.append(self._row("end", trial, result))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.rows.append(self._row("error", trial, trial.last_result or {}))
@@ -320,6 +329,8 @@ def start_local_ray(num_cpus: int | None = None) -> bool:
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Ctrl-C must end a replay, not hand back the part Tune had run as if it were the whole.
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     return connect("local", num_cpus=num_cpus or max(32, os.cpu_count() or 1), num_gpus=0)
 
 
