@@ -245,6 +245,30 @@ def test_resume_computes_a_missing_spectrum_once(tmp_path):
         recorder.close(timeout=60)
 
 
+@pytest.mark.slow
+def test_local_constrained_sweep_runs_only_feasible_configurations(tmp_path):
+    """Blocks 1, 2 and 4 of 32 x 32 images cost 1024, 256 and 64 annotation units: under a bound
+    of 256 block 1 never runs, and the report reads the bound back from the logged spec."""
+    from segcore.analysis import load_trials
+    from segcore.analysis.pareto import feasible_mask
+    from segcore.analysis.report import sweep_constraints
+    from segcore.tune import run_sweep
+
+    spec = load_sweep(spec_dict(
+        tmp_path, networks=["unet_tiny"], space={"grid_stride": [4], "block": [1, 2, 4]}, epochs=1,
+        objectives={"miou": "max", "annotation_units": "min"}, search={"algorithm": "optuna", "sampler": "tpe"},
+        num_samples=3, constraints={"annotation_units": {"max": 256}}, spectral={"enabled": False},
+    ))
+    outcome = run_sweep(spec, address="local", num_cpus=2, progress=False)
+    assert sorted(outcome.trials["block"]) == [2, 4]
+    df = load_trials("t", spec.tracking_uri)
+    assert sorted(df["annotation_units"]) == [64.0, 256.0]
+    constraints = sweep_constraints("t", spec.tracking_uri)
+    assert constraints == {"annotation_units": {"min": None, "max": 256.0}}
+    assert feasible_mask(df, constraints).all()
+    assert not feasible_mask(df, {"annotation_units": {"max": 100}}).all()  # the block-2 trial breaks it
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
