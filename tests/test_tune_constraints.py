@@ -49,8 +49,9 @@ def _spec(**fields):
 def test_check_costs_each_configuration_once_and_gives_optunas_values():
     calls = []
     check = ConstraintCheck(_spec(), measure=fake_measure(calls))
-    check.measure([{"grid_stride": 2, "block": 1}, {"grid_stride": 4, "block": 4}, {"grid_stride": 2, "block": 1}])
-    assert calls == [2]  # one batch, the repeat costed once
+    check.measure([{"grid_stride": 2, "block": 1}, {"grid_stride": 4, "block": 4}, {"grid_stride": 2, "block": 1},
+                   {"grid_stride": 4, "block": 4, "lr": 0.1}])
+    assert calls == [2]  # one batch; the repeat, and a learning rate that changes no cost, costed once
     # stride 4: 16 GFLOPs (on the bound); block 4: 16 units. stride 2: 64 GFLOPs, block 1: 256 units.
     assert check.values({"grid_stride": 4, "block": 4}) == {"gflops.max": 0.0, "annotation_units.max": -48.0}
     assert check.values({"grid_stride": 2, "block": 1}) == {"gflops.max": 48.0, "annotation_units.max": 192.0}

@@ -22,8 +22,14 @@ from typing import Any
 
 from segcore.config.constraints import constraint_values
 from segcore.config.sweep import SweepSpec
+from segcore.names import KNOB_PARAMS
 
 __all__ = ["ConstraintCheck"]
+
+#: The trial fields a configuration's cost depends on: the network and its knobs, the data it is
+#: measured on (the seed draws the labels of the annotation cost); not the optimisation.
+_COST_FIELDS = (*KNOB_PARAMS, "model_options", "weights", "dataset", "data_root", "dataset_options", "train_split",
+                "val_split", "image_scale", "crop", "seed")
 
 #: ``measure(spec, sampled_configs, metrics) -> [cost dict per config]``, costs before training.
 MeasureFn = Callable[[SweepSpec, Sequence[Mapping[str, Any]], Sequence[str]], list[dict[str, float]]]
@@ -36,13 +42,10 @@ def _measure_before_training(spec: SweepSpec, configs: Sequence[Mapping[str, Any
     return measure_configurations(spec, configs, metrics)
 
 
-def _key(sampled: Mapping[str, Any]) -> tuple:
-    return tuple(sorted((name, repr(value)) for name, value in sampled.items()))
-
-
 class ConstraintCheck:
     """Constraint values of sampled configurations (the searched knobs), from their cost measured
-    before training, cached per distinct configuration.
+    before training, cached per distinct cost-relevant configuration (two proposals that differ
+    only in, say, the learning rate are costed once).
 
     Args:
         spec: the sweep; its ``constraints`` are checked and its trial settings build the models.
@@ -60,9 +63,13 @@ class ConstraintCheck:
     def bounds(self) -> dict[str, dict[str, float | None]]:
         return dict(self._bounds)
 
+    def _key(self, sampled: Mapping[str, Any]) -> tuple:
+        full = self._spec.trial_config(dict(sampled))
+        return tuple((name, repr(full.get(name))) for name in _COST_FIELDS)
+
     def measure(self, configs: Sequence[Mapping[str, Any]]) -> None:
         """Cost every configuration not costed yet, in one batch (models and data built once)."""
-        todo = list({_key(c): dict(c) for c in configs if _key(c) not in self._costs}.items())
+        todo = list({self._key(c): dict(c) for c in configs if self._key(c) not in self._costs}.items())
         if not todo or not self._bounds:
             return
         costs = self._measure(self._spec, [config for _, config in todo], list(self._bounds))
@@ -70,11 +77,11 @@ class ConstraintCheck:
 
     def remember(self, sampled: Mapping[str, Any], cost: Mapping[str, float]) -> None:
         """Take a cost measured elsewhere (the spectral prior costs every configuration)."""
-        self._costs[_key(sampled)] = dict(cost)
+        self._costs[self._key(sampled)] = dict(cost)
 
     def cost(self, sampled: Mapping[str, Any]) -> dict[str, float]:
         self.measure([sampled])
-        return dict(self._costs.get(_key(sampled), {}))
+        return dict(self._costs.get(self._key(sampled), {}))
 
     def values(self, sampled: Mapping[str, Any]) -> dict[str, float]:
         """``{"<metric>.<bound>": value}`` (``<= 0`` satisfied), by
