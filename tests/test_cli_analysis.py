@@ -102,3 +102,17 @@ def test_report_writes_files_and_logs_them(store, capsys, tmp_path):
     assert data["networks"] == ["dan", "deeplabv3plus"] and data["n_trials"] == 7
     html = artifact_text(store["uri"], store["parent"], "report/report.html")
     assert html == (out_dir / "report.html").read_text()
+
+
+def test_pareto_leaves_out_trials_that_break_the_sweeps_constraints(store, capsys, monkeypatch):
+    from segcore.analysis import report
+
+    # As if the sweep had run under gflops <= 9.0: a2 (10.0) and a8b (9.5) break it.
+    monkeypatch.setattr(report, "sweep_constraints", lambda *args, **kwargs: {"gflops": {"max": 9.0}})
+    assert main(["pareto", "camvid", "--tracking-uri", store["uri"]]) == 0
+    out = capsys.readouterr().out
+    assert "2 trial(s) break the sweep's cost constraints: left out" in out
+    front = out.split("Pareto front")[1].split("hypervolume")[0]
+    assert "3 of 5 trials" in front and " a2 " not in front
+    for tid in ("a4", "d4", "d8"):
+        assert f" {tid} " in front

@@ -183,7 +183,9 @@ def write_report(report: Report, out_dir: str | os.PathLike) -> dict[str, Path]:
                        and c not in report.objectives]]).to_csv(files["csv"], index=False)
     pngs = {}
     if len(report.objectives) >= 2:
-        pngs["front"] = plots.plot_front(report.trials, out / "front.png", report.objectives)
+        # Infeasible trials are no points of the front: they are listed in the page, not drawn.
+        pngs["front"] = plots.plot_front(report.trials[report.trials["feasible"]], out / "front.png",
+                                         report.objectives)
     pngs["accuracy_vs_stride"] = plots.plot_accuracy_vs_stride(
         report.trials, report.model, out / "accuracy_vs_stride.png")
     block = plots.plot_accuracy_vs_block(report.trials, report.model, out / "accuracy_vs_block.png")

@@ -57,7 +57,8 @@ def _reference(items: list[str] | None) -> dict[str, float] | None:
 
 def run(args: argparse.Namespace) -> int:
     from segcore.analysis import hypervolume, load_trials, pareto_front, parse_objectives, reference_point
-    from segcore.analysis.report import FRONT_COLUMNS, sweep_objectives
+    from segcore.analysis.pareto import feasible_mask
+    from segcore.analysis.report import FRONT_COLUMNS, sweep_constraints, sweep_objectives
     from segcore.cli._tables import frame_table
 
     objectives = parse_objectives(args.objective) if args.objective else None
@@ -69,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{k} {v}" for k, v in table["status"].value_counts().sort_index().items())
     print(f"{args.experiment}: {len(table)} trials ({counts}), {int(table['full_length'].sum())} "
           f"completed full-length")
+    feasible = feasible_mask(full, sweep_constraints(args.experiment, args.tracking_uri, sweep=args.sweep))
+    if not feasible.all():
+        print(f"{int((~feasible).sum())} trial(s) break the sweep's cost constraints: left out")
+        full = full[feasible]
     if full.empty:
         raise ValueError(f"experiment {args.experiment!r}: no completed full-length trial to put on a "
                          "front (--include-partial admits early-stopped ones)")
