@@ -145,13 +145,14 @@ class ReplayTable:
 
     def measure(self, spec: SweepSpec, configs: list[dict[str, Any]], metrics: list[str]) -> list[dict[str, float]]:
         """The recorded cost of each configuration (sampled knobs), for the spectral prior in place
-        of its forward passes (the same numbers: the record's cost is measured the same way);
-        NaN for a configuration the table lacks."""
+        of its forward passes (the same numbers: the record's cost is measured the same way).
+        A configuration the table lacks cannot run in a replay: it costs infinitely much, so the
+        prior ranks it last."""
         costs = [m for m in metrics if m in names.COST_METRICS]
         out = []
         for sampled in configs:
             curve = self.curves.get(self.key(_trial_config(spec, spec.trial_config(dict(sampled)))))
-            out.append({m: float(curve[-1].get(m, math.nan)) if curve else math.nan for m in costs})
+            out.append({m: float(curve[-1].get(m, math.nan)) if curve else math.inf for m in costs})
         return out
 
     def describe(self, config: dict[str, Any]) -> str:
