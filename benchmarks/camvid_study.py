@@ -145,8 +145,9 @@ def network_summary(name: str, sub: pd.DataFrame, spectrum: dict, tolerance: flo
     axis = stride_axis(sub)
     by_stride = axis.groupby("grid_stride")["miou"].agg(["mean", "std", "count"]).sort_index()
     strides = [int(s) for s in by_stride.index]
-    dense = by_stride.loc[1]
-    noise = float(np.sqrt(np.nanmean(axis.groupby("grid_stride")["miou"].var(ddof=1))))
+    dense = by_stride.iloc[0]  # the finest stride that finished (1 once the study is complete)
+    variances = axis.groupby("grid_stride")["miou"].var(ddof=1).dropna()
+    noise = float(np.sqrt(variances.mean())) if len(variances) else float("nan")
     tol_rel = max(tolerance, noise / dense["mean"]) if np.isfinite(noise) else tolerance
     measured = knee(strides, list(by_stride["mean"] / dense["mean"]), tol_rel)
     oracle = _oracle(spectrum, strides)
@@ -155,6 +156,7 @@ def network_summary(name: str, sub: pd.DataFrame, spectrum: dict, tolerance: flo
     with_trials = predicted_with_two_trials(axis, spectrum, strides, tol_rel, measured)
     return {
         "network": name,
+        "dense_stride": strides[0],
         "dense_miou": float(dense["mean"]),
         "dense_miou_std": float(dense["std"]) if dense["count"] > 1 else None,
         "seeds": int(dense["count"]),
@@ -180,13 +182,15 @@ def predicted_with_two_trials(axis: pd.DataFrame, spectrum: dict, strides: list[
     cases = []
     for seed, runs in axis.groupby("seed"):
         miou = dict(zip(runs["grid_stride"].astype(int), runs["miou"].astype(float)))
-        if 1 not in miou:
+        finest = strides[0]
+        if finest not in miou:
             continue
         for coarse in strides[1:]:
-            if coarse not in miou or oracle[coarse] >= oracle[1] or miou[coarse] <= 0:
+            if coarse not in miou or oracle[coarse] >= oracle[finest] or miou[coarse] <= 0:
                 continue
-            g = max(0.0, math.log(miou[coarse] / miou[1]) / math.log(oracle[coarse] / oracle[1]))
-            relative = [(oracle[s] / oracle[1]) ** g for s in strides]
+            # g < 0 (accuracy rising with the stride) is read as g = 0: no loss predicted
+            g = max(0.0, math.log(miou[coarse] / miou[finest]) / math.log(oracle[coarse] / oracle[finest]))
+            relative = [(oracle[s] / oracle[finest]) ** g for s in strides]
             predicted = knee(strides, relative, tol_rel)
             cases.append({"seed": int(seed), "coarse_stride": coarse, "g": g, "knee": predicted,
                           "within_one_step": bool(_steps_apart(predicted, measured) <= 1)})
@@ -209,7 +213,9 @@ def loo_fit_error(trials: pd.DataFrame, spectrum: dict) -> dict[str, Any]:
 
     data = trials.assign(image_scale=1.0)  # the spectrum is at the study's scale: strides are trial pixels
     model = fit_tradeoff(data, spectrum)
-    by_network = {name: fit.accuracy for name, fit in model.networks.items()}
+    by_network = {name: fit.accuracy for name, fit in model.networks.items() if fit.accuracy is not None}
+    if not by_network:
+        return {"fit_loo_mae_points": None, "fit_note": "too few trials to fit any network"}
     pooled = sum(f.loo_mae * f.n for f in by_network.values()) / sum(f.n for f in by_network.values())
     return {
         "fit_loo_mae_points": 100 * pooled,
