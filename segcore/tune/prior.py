@@ -362,6 +362,8 @@ class SpectralSearch(Searcher):
             return None
         vectors = np.array([self._minimised(self._predicted(c)) for c in remaining], dtype=float)
         front = np.flatnonzero(is_pareto_efficient(vectors))
+        if not len(front):  # every prediction undefined (NaN): no front, take the cheapest known
+            front = np.arange(len(remaining))
         return remaining[int(min(front, key=lambda i: (*self._cheapest_first(vectors[i]), i)))]
 
     def _outcome(self, result: Mapping[str, Any] | None, error: bool):
