@@ -46,6 +46,8 @@ import numpy as np
 import pandas as pd
 
 from segcore.formatting import format_table, jsonable
+from segcore.spectral.curves import oracle_curves
+from segcore.spectral.result import efficient_size
 
 KNOBS = ["network", "grid_stride", "keep", "truncation", "block", "block_mode"]
 CURVE_COLUMNS = ["trial_id", *KNOBS, "seed", "epoch", "miou", "train_loss", "gflops"]
@@ -102,26 +104,14 @@ def load_record(experiment: str, tracking_uri: str) -> tuple[pd.DataFrame, pd.Da
 
 
 def _oracle(spectrum: dict, strides) -> np.ndarray:
-    """Soft oracle mIoU at ``strides`` (log2-interpolated; the study's strides are in the table)."""
-    known = np.log2(np.asarray(spectrum["strides"], float))
-    values = np.asarray(spectrum["oracle_miou"]["soft"], float)
-    return np.interp(np.log2(np.asarray(strides, float)), known, values)
-
-
-def _block_oracle(spectrum: dict, mode: str, blocks) -> np.ndarray:
-    known = np.log2(np.asarray(spectrum["blocks"], float))
-    values = np.asarray(spectrum["block_oracle_miou"][mode], float)
-    return np.interp(np.log2(np.asarray(blocks, float)), known, values)
+    """Soft oracle mIoU at ``strides`` (the study's strides are in the table)."""
+    return oracle_curves(spectrum, "soft").at_stride(np.asarray(strides, float))
 
 
 def knee(strides: list[int], relative: list[float], tolerance: float) -> int:
-    """Coarsest stride such that it and every finer one keep ``relative >= 1 - tolerance``."""
-    best = strides[0]
-    for stride, value in zip(strides, relative):
-        if value < 1.0 - tolerance - 1e-12:
-            break
-        best = stride
-    return best
+    """Coarsest stride such that it and every finer one keep ``relative >= 1 - tolerance``
+    (:func:`segcore.spectral.result.efficient_size`; the finest when even it misses)."""
+    return efficient_size(strides, relative, 1.0 - tolerance - 1e-12) or strides[0]
 
 
 def _steps_apart(a: int, b: int) -> float:
@@ -272,7 +262,7 @@ def block_summary(trials: pd.DataFrame, spectrum: dict) -> dict[str, Any]:
         dense = sub[sub["block"] == 1]["miou"]
         rows = []
         for (block, mode), runs in sub[sub["block"] > 1].groupby(["block", "block_mode"]):
-            oracle = float(_block_oracle(spectrum, mode, [block])[0])
+            oracle = float(oracle_curves(spectrum).at_block([block], mode)[0])
             relative_units = float(runs["relative_annotation_units"].mean())
             rows.append({"block": int(block), "mode": str(mode), "miou": float(runs["miou"].mean()),
                          "miou_std": float(runs["miou"].std()) if len(runs) > 1 else None,

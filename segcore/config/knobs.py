@@ -14,6 +14,7 @@ A ``space`` entry is a list (the choices), a range ``{low, high[, step][, log]}`
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -23,7 +24,8 @@ from segcore import names
 
 from .trial import TrialConfig
 
-__all__ = ["Knob", "knob_from_space", "check_space", "check_trial_value", "SEARCHABLE_FIELDS", "SET_ELSEWHERE"]
+__all__ = ["Knob", "knob_from_space", "check_space", "check_trial_value", "config_key", "SEARCHABLE_FIELDS",
+           "SET_ELSEWHERE"]
 
 #: TrialConfig fields that the sweep sets elsewhere (dataset section, epochs, seed, networks), so
 #: neither ``space`` nor ``train`` may set them: field -> where the spec sets it.
@@ -207,3 +209,8 @@ def _check_range(name: str, raw: dict, where: str, errors: list[tuple[str, str]]
     if log and low <= 0:
         errors.append((f"{where}.low", f"a log range needs low > 0 (got {low!r})"))
 
+
+def config_key(config: Mapping[str, Any]) -> tuple:
+    """A hashable key of a configuration (its field values, order-free): two configurations with
+    the same key are the same point of the space."""
+    return tuple(sorted((k, repr(v)) for k, v in config.items()))

@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from segcore import names
 
 from .checks import VALID_METRICS, SweepSpecError, pydantic_errors, validate_spec
-from .knobs import SEARCHABLE_FIELDS, Knob, knob_from_space
+from .knobs import SEARCHABLE_FIELDS, Knob, config_key, knob_from_space
 
 __all__ = [
     "SweepSpec",
@@ -238,7 +238,7 @@ class SweepSpec(_Strict):
             values = [*crossed.values(), *varied.values()]
             for combo in itertools.product(*values):
                 point = dict(zip(names, combo))
-                key = tuple(sorted((k, repr(v)) for k, v in point.items()))
+                key = config_key(point)
                 if key not in seen:
                     seen.add(key)
                     points.append(point)

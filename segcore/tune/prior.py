@@ -53,6 +53,7 @@ import numpy as np
 import optuna
 from ray.tune.search import Searcher
 
+from segcore.config.knobs import config_key
 from segcore.config.sweep import SweepSpec
 from segcore.dominance import is_pareto_efficient
 from segcore.names import COST_METRICS, METRIC_EPOCH, METRIC_MIOU, is_full_length
@@ -71,11 +72,6 @@ logger = logging.getLogger(__name__)
 _G_RANGE = (0.02, 50.0)
 #: Costs that need a timed run rather than one counted forward pass.
 _TIMED_COSTS = ("latency_ms", "peak_memory_mb")
-
-
-def config_key(config: Mapping[str, Any]) -> tuple:
-    """A hashable key of a configuration (its knob values)."""
-    return tuple(sorted((k, repr(v)) for k, v in config.items()))
 
 
 @dataclass(frozen=True)

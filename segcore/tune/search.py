@@ -29,6 +29,7 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialSch
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchAlgorithm, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from segcore.config.knobs import config_key
 from segcore.config.sweep import Knob, SweepSpec, SweepSpecError
 from segcore.names import METRIC_EPOCH, is_full_length
 
@@ -39,10 +40,6 @@ __all__ = ["DedupOptunaSearch", "WarmStart", "build_search", "build_scheduler", 
            "load_warm_start", "param_space", "optuna_space", "tune_num_samples"]
 
 logger = logging.getLogger(__name__)
-
-
-def _config_key(config: dict[str, Any]) -> tuple:
-    return tuple(sorted((k, repr(v)) for k, v in config.items()))
 
 
 class DedupOptunaSearch(OptunaSearch):
@@ -117,7 +114,7 @@ class DedupOptunaSearch(OptunaSearch):
         for _ in range(self._max_retries):
             if not isinstance(config, dict):
                 return config
-            key = _config_key(config)
+            key = config_key(config)
             infeasible = self._infeasible(trial_id, config)
             refused = self._skip is not None and self._skip(config)
             if not infeasible and not refused and not (self._dedupe and key in self._proposed):
@@ -129,7 +126,7 @@ class DedupOptunaSearch(OptunaSearch):
         else:  # every proposal skipped: a repeat may run again, an infeasible point never
             if not isinstance(config, dict):
                 return config
-            key = _config_key(config)
+            key = config_key(config)
             if self._infeasible(trial_id, config):
                 self._tell_skipped(trial_id, key, infeasible=True)
                 logger.warning("%d proposals in a row broke the constraints or repeated earlier ones; "
@@ -146,7 +143,7 @@ class DedupOptunaSearch(OptunaSearch):
         a pruned or failed one, with its constraint values when the sweep has constraints. It is not
         proposed again. A genetic sampler (NSGA-II) counts it in its first generation, so it can be
         a parent."""
-        key = _config_key(config)
+        key = config_key(config)
         self._proposed.add(key)
         complete = state == optuna.trial.TrialState.COMPLETE
         if complete:
@@ -170,7 +167,7 @@ class DedupOptunaSearch(OptunaSearch):
 
     def reserve(self, config: dict[str, Any]) -> None:
         """Mark a configuration that runs elsewhere (not told yet) as proposed."""
-        self._proposed.add(_config_key(config))
+        self._proposed.add(config_key(config))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
